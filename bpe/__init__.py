@@ -1,0 +1,5 @@
+"""bpe: a trainable byte-level BPE tokenizer, compatible with tiktoken and Hugging Face tokenizers.
+
+Importing it never imports tinygrad.
+"""
+from bpe.errors import TokenizerError

@@ -1,0 +1,4 @@
+"""`python -m bpe` is the `bpe` command."""
+from cli.bpe_cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Console commands `bpe` and `tinygpt`: thin click layers over the libraries."""

@@ -1,0 +1,24 @@
+"""Shared test fixtures: where the reference corpora live (skip cleanly when absent)."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_CORPORA = Path(os.environ.get("BPE_SHARED_CORPORA", REPO.parent / "shared" / "corpora"))
+
+
+@pytest.fixture(scope="session")
+def shared_corpora() -> Path:
+    """The pre-filled download cache `../shared/corpora`, or skip the test when it is absent."""
+    if not SHARED_CORPORA.is_dir():
+        pytest.skip(f"reference corpora not found at {SHARED_CORPORA}")
+    return SHARED_CORPORA
+
+
+def shared_file(name: str) -> Path:
+    """Path of one reference corpus file, or skip the test when it is absent."""
+    path = SHARED_CORPORA / name
+    if not path.is_file():
+        pytest.skip(f"reference corpus {name} not found in {SHARED_CORPORA}")
+    return path
