@@ -1,0 +1,197 @@
+"""A GPT-2 style decoder in tinygrad: the whole model in one readable file (after nanoGPT's model.py).
+
+    tokens -> token embedding (+ learned positions) -> n_layer x Block -> LayerNorm -> logits (tied to the embedding)
+    Block:  x + attn(ln_1(x)),  then  x + mlp(ln_2(x))          (pre-LayerNorm, residual connections)
+
+Two forward paths share every weight:
+- `model(idx)`: the full causal forward over a (B, T) batch, used for training and evaluation;
+- `model.forward_cached(idx, start_pos)`: generation with a key/value cache. Each layer keeps a realized
+  (2, B, n_head, block_size, head_dim) tensor; new keys/values are assigned into positions
+  [start_pos, start_pos+T) and attention reads [0, start_pos+T). `start_pos` may be a bound tinygrad Variable, so
+  one TinyJit capture serves every position (the way tinygrad's own llama example does it).
+"""
+import math
+
+from tinygrad import Context, Tensor, UOp, dtypes, nn
+
+from tinygpt.config import GPTConfig
+
+
+def rope_tables(head_dim: int, length: int, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos and sin tables of shape (length, head_dim // 2) for rotary position embeddings."""
+    freqs = 1.0 / (theta ** (Tensor.arange(0, head_dim, 2, dtype=dtypes.float32) / head_dim))
+    angles = Tensor.arange(length, dtype=dtypes.float32).unsqueeze(1) * freqs.unsqueeze(0)
+    return angles.cos().contiguous().realize(), angles.sin().contiguous().realize()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the two halves of each head's features of x (B, H, T, D) by position-dependent angles."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.reshape(1, 1, *cos.shape), sin.reshape(1, 1, *sin.shape)
+    return (x1 * cos - x2 * sin).cat(x2 * cos + x1 * sin, dim=-1)
+
+
+class CausalSelfAttention:
+    """Multi-head self-attention where each position sees only itself and earlier positions."""
+
+    def __init__(self, config: GPTConfig):
+        self.n_head, self.head_dim, self.dropout = config.n_head, config.head_dim, config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)   # query, key, value projections in one matmul
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)       # back to the residual stream
+        self._cache_kv: Tensor | None = None
+
+    def _qkv(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        B, T, C = x.shape
+        q, k, v = [t.reshape(B, T, self.n_head, self.head_dim).transpose(1, 2)
+                   for t in self.c_attn(x).split(C, dim=-1)]
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
+
+    def _merge_heads(self, y: Tensor) -> Tensor:
+        B, _, T, _ = y.shape
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
+
+    def __call__(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        q, k, v = self._qkv(x, rope)
+        y = q.scaled_dot_product_attention(k, v, is_causal=True, dropout_p=self.dropout)  # only under TRAINING=1
+        return self._merge_heads(y).dropout(self.dropout)
+
+    def forward_cached(self, x: Tensor, start_pos, rope: tuple[Tensor, Tensor] | None) -> Tensor:
+        """Attend over the cache plus x, writing x's keys/values into the cache at [start_pos, start_pos+T)."""
+        T = x.shape[1]
+        q, k, v = self._qkv(x, rope)
+        self._cache_kv[:, :, :, start_pos:start_pos + T, :].assign(Tensor.stack(k, v))
+        keys = self._cache_kv[0, :, :, 0:start_pos + T, :]
+        values = self._cache_kv[1, :, :, 0:start_pos + T, :]
+        mask = None
+        if T > 1:  # query i (at position start_pos+i) may see cache positions <= start_pos+i
+            mask = Tensor.full((1, 1, T, start_pos + T), float("-inf")).triu(start_pos + 1)
+        return self._merge_heads(q.scaled_dot_product_attention(keys, values, attn_mask=mask))
+
+
+class MLP:
+    """The position-wise feed-forward network: widen 4x, GELU, project back."""
+
+    def __init__(self, config: GPTConfig):
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = config.dropout
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.c_proj(self.c_fc(x).gelu()).dropout(self.dropout)
+
+
+class Block:
+    """One transformer layer: pre-LayerNorm attention and MLP, each added to the residual stream."""
+
+    def __init__(self, config: GPTConfig):
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def __call__(self, x: Tensor, rope=None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), rope)
+        return x + self.mlp(self.ln_2(x))
+
+    def forward_cached(self, x: Tensor, start_pos, rope=None) -> Tensor:
+        x = x + self.attn.forward_cached(self.ln_1(x), start_pos, rope)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT:
+    """The language model. Parameters are tinygrad Tensors found by `nn.state.get_state_dict(model)`."""
+
+    def __init__(self, config: GPTConfig):
+        config.validate()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # also the LM head (weight tying)
+        if config.pos == "learned":
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.h = [Block(config) for _ in range(config.n_layer)]
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self._init_weights()
+        if config.pos == "rope":  # constant tables, not parameters (kept out of the state dict by the underscore)
+            self._rope_cos, self._rope_sin = rope_tables(config.head_dim, config.block_size)
+
+    def _init_weights(self) -> None:
+        """GPT-2 initialisation: N(0, 0.02) weights, zero biases, residual projections scaled by 1/sqrt(2*n_layer)."""
+        std, c = 0.02, self.config
+        self.wte.weight = Tensor.normal(c.vocab_size, c.n_embd, std=std)
+        if c.pos == "learned":
+            self.wpe.weight = Tensor.normal(c.block_size, c.n_embd, std=std)
+        for block in self.h:
+            for lin in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                proj_std = std / math.sqrt(2 * c.n_layer) if lin in (block.attn.c_proj, block.mlp.c_proj) else std
+                lin.weight = Tensor.normal(*lin.weight.shape, std=proj_std)
+                lin.bias = Tensor.zeros(*lin.bias.shape)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The parameters by name ("h.0.attn.c_attn.weight", ...); caches and rope tables (names starting
+        with "_") are not parameters and are left out."""
+        return {name: t for name, t in nn.state.get_state_dict(self).items()
+                if not any(part.startswith("_") for part in name.split("."))}
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.state_dict().values())
+
+    def num_params(self) -> int:
+        """Number of trainable numbers (the tied LM head is counted once)."""
+        return sum(t.numel() for t in self.parameters())
+
+    # --- pieces shared by both forward paths -------------------------------------------------------------------
+    def embed_tokens(self, idx: Tensor) -> Tensor:
+        """Token ids (B, T) -> vectors (B, T, C). The one place the lookup happens, so it can be swapped."""
+        return self.wte(idx)
+
+    def _positions(self, start_pos, T: int):
+        """(position embeddings (T, C) or None, rope tables for positions [start_pos, start_pos+T) or None)."""
+        if self.config.pos == "learned":
+            return self.wpe.weight[start_pos:start_pos + T], None
+        return None, (self._rope_cos[start_pos:start_pos + T], self._rope_sin[start_pos:start_pos + T])
+
+    def _logits(self, x: Tensor) -> Tensor:
+        return self.ln_f(x) @ self.wte.weight.T  # LM head tied to the token embedding
+
+    # --- full forward -------------------------------------------------------------------------------------------
+    def __call__(self, idx: Tensor) -> Tensor:
+        """Token ids (B, T) with T <= block_size -> logits (B, T, vocab_size); position t sees tokens 0..t."""
+        T = idx.shape[1]
+        assert T <= self.config.block_size, f"sequence length {T} exceeds block_size {self.config.block_size}"
+        pos_emb, rope = self._positions(0, T)
+        x = self.embed_tokens(idx)
+        if pos_emb is not None:
+            x = x + pos_emb
+        x = x.dropout(self.config.dropout)
+        for block in self.h:
+            x = block(x, rope)
+        return self._logits(x)
+
+    # --- KV-cache forward for generation --------------------------------------------------------------------------
+    def reset_cache(self, batch_size: int = 1) -> None:
+        """Give every layer an empty, realized (2, B, n_head, block_size, head_dim) key/value cache."""
+        c = self.config
+        for block in self.h:
+            block.attn._cache_kv = Tensor.zeros(2, batch_size, c.n_head, c.block_size, c.head_dim,
+                                               device=self.wte.weight.device).contiguous().realize()
+
+    def forward_cached(self, idx: Tensor, start_pos: "int | UOp") -> Tensor:
+        """Logits (B, T, V) for tokens idx (B, T) sitting at positions [start_pos, start_pos+T) of the sequence.
+
+        Earlier positions come from the cache filled by previous calls; start_pos + T must be <= block_size.
+        `start_pos` may be a bound Variable (`UOp.variable("start_pos", 0, block_size-1).bind(n)`), so that a
+        TinyJit-wrapped call compiles once for T=1 and replays at every position. Dropout is never applied.
+        """
+        B, T = idx.shape
+        cache = self.h[0].attn._cache_kv
+        if cache is None or cache.shape[1] != B:
+            self.reset_cache(B)
+        with Context(TRAINING=0):
+            pos_emb, rope = self._positions(start_pos, T)
+            x = self.embed_tokens(idx)
+            if pos_emb is not None:
+                x = x + pos_emb
+            for block in self.h:
+                x = block.forward_cached(x, start_pos, rope)
+            return self._logits(x)
