@@ -1,0 +1,94 @@
+"""Pre-splitting: cut text into regex chunks and count the unique ones.
+
+BPE never merges across a chunk boundary, so training only needs each unique chunk and how often it occurs.
+`count_chunks` streams over text blocks (a file read piece by piece) and keeps only those counts, plus a short
+carried tail: the last few chunks of a block are split again together with the next block, so the counts are
+exactly those of the whole text, wherever the blocks were cut.
+"""
+from collections import Counter
+from typing import Iterable
+
+import regex
+
+from bpe.patterns import resolve_pattern
+
+# Chunks ending within this many characters of a block's end are carried into the next block and split again,
+# because the regex may have decided them by looking ahead past the end (e.g. `'ll` vs `'` + `ll`, `\s++$`).
+CARRY_CHARS = 16
+
+
+def split_chunks(text: str, compiled_regex: regex.Pattern) -> list[str]:
+    """Split `text` into the regex's matches, in order (characters no alternative matches are dropped)."""
+    if compiled_regex.groups:  # findall would return the groups, not the whole matches
+        return [m.group() for m in compiled_regex.finditer(text)]
+    return compiled_regex.findall(text)
+
+
+def fix_surrogates(text: str) -> str:
+    """Replace lone surrogates with U+FFFD and join surrogate pairs, as tiktoken does, so the text is valid UTF-8."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def special_splitter(special_tokens: Iterable[str]) -> regex.Pattern | None:
+    """A regex matching any of the special-token strings (longest first), or None when there are none."""
+    specials = sorted(set(special_tokens), key=len, reverse=True)
+    if not specials:
+        return None
+    return regex.compile("|".join(regex.escape(s) for s in specials))
+
+
+def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[str] = ()) -> dict[bytes, int]:
+    """Count the UTF-8 bytes of every pre-split chunk over an iterable of text blocks.
+
+    `pattern` is a pattern name ("gpt4", ...) or a regex. Special-token strings are cut out of the text first, so
+    no chunk contains or straddles one. Blocks may be cut anywhere, even inside a word or a special token: the
+    result equals counting the concatenated text.
+    """
+    if isinstance(texts, str):
+        texts = (texts,)
+    compiled = regex.compile(resolve_pattern(pattern))
+    special_tokens = tuple(special_tokens)
+    specials = special_splitter(special_tokens)
+    carry_chars = max([CARRY_CHARS] + [len(s) for s in special_tokens])
+    counts: Counter[str] = Counter()
+    carry = ""
+    for block in texts:
+        text = carry + block
+        # a surrogate pair may be cut by the block boundary: keep a trailing high surrogate for the next block
+        held = text[-1] if text and "\ud800" <= text[-1] <= "\udbff" else ""
+        text = fix_surrogates(text[:-1] if held else text)
+        if specials is not None:
+            *closed, text = specials.split(text)  # only the part after the last special token stays open
+            for part in closed:
+                counts.update(split_chunks(part, compiled))
+        chunks = split_chunks(text, compiled)
+        keep, tail_chars = _split_off_tail(text, chunks, compiled, carry_chars)
+        counts.update(chunks[:keep])
+        carry = text[len(text) - tail_chars:] + held if tail_chars else held
+    if carry:
+        text = fix_surrogates(carry)
+        parts = specials.split(text) if specials is not None else [text]
+        for part in parts:
+            counts.update(split_chunks(part, compiled))
+    return {chunk.encode("utf-8"): n for chunk, n in counts.items()}
+
+
+def _split_off_tail(text: str, chunks: list[str], compiled: regex.Pattern, carry_chars: int) -> tuple[int, int]:
+    """How many leading chunks are final, and how many trailing characters of `text` to carry to the next block."""
+    if sum(map(len, chunks)) != len(text):  # the regex skips some characters: find the chunk positions the slow way
+        ends = [m.end() for m in compiled.finditer(text)]
+        keep = len(ends)
+        while keep and ends[keep - 1] > len(text) - carry_chars:
+            keep -= 1
+        return keep, len(text) - (ends[keep - 1] if keep else 0)
+    keep, tail = len(chunks), 0
+    while keep and tail < carry_chars:
+        keep -= 1
+        tail += len(chunks[keep])
+    return keep, tail
