@@ -20,12 +20,13 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def download(entry, dest: Path, timeout: float = 30.0, progress=sys.stderr) -> Path:
+def download(entry, dest: Path, timeout: float = 30.0, quiet: bool = False) -> Path:
     """Download `entry.url` to `dest`, atomically; a wrong size or sha256 leaves no file behind.
 
-    Progress goes to `progress` (stderr by default; None for silence). Any failure is one TinyGPTError line
+    Progress goes to stderr unless `quiet`. Any failure is one TinyGPTError line
     saying which URL failed and where to put the file by hand.
     """
+    progress = None if quiet else sys.stderr
     by_hand = f"download it yourself and save it as {dest} (sha256 {entry.sha256})"
     try:
         with atomic_path(dest) as tmp:
