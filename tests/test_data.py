@@ -23,8 +23,9 @@ class ByteTokenizer:
         self.calls += 1
         return list(text.encode("utf-8"))
 
-    def encode(self, text, allowed_special=set(), disallowed_special="all"):
-        return self.encode_ordinary(text)
+    def encode_batch(self, texts, allowed_special=set(), disallowed_special="all"):
+        assert not allowed_special and disallowed_special == ()  # the data pipeline encodes plain text
+        return [self.encode_ordinary(t) for t in texts]
 
     def decode_bytes(self, ids):
         inverse = {v: k.encode() for k, v in self.special_tokens.items()}

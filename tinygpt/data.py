@@ -239,7 +239,7 @@ def _tokenize_docs(text, tokenizer, val_fraction, dtype, progress):
     n_train_docs = int(np.searchsorted(ends, ends[-1] * (1 - val_fraction)) + 1)
     n_train_docs = min(max(n_train_docs, 1), len(documents) - 1)
     sep = tokenizer.special_tokens[DOC_SEPARATOR]
-    pieces, n_train = [np.array([sep], dtype=dtype)], 1
+    pieces = [np.array([sep], dtype=dtype)]
     for i in range(0, len(documents), DOCS_PER_BATCH):
         batch = documents[i:i + DOCS_PER_BATCH]
         ids = []
@@ -262,9 +262,9 @@ def _count_tokens_of_first(tokens: np.ndarray, sep: int, n_docs: int) -> int:
 
 def _encode_ordinary_batch(tokenizer, texts: list[str]) -> list[list[int]]:
     """Encode texts with special-token strings as plain text, batched when the tokenizer can."""
-    batch = getattr(tokenizer, "encode_ordinary_batch", None)
+    batch = getattr(tokenizer, "encode_batch", None)
     if batch is not None:
-        return batch(texts)
+        return batch(texts, allowed_special=set(), disallowed_special=())
     return [tokenizer.encode_ordinary(t) for t in texts]
 
 
