@@ -4,8 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from tinygpt.data import DOC_SEPARATOR, bits_per_byte, prepare_dataset, split_text
+from tinygpt.data import DOC_SEPARATOR, TokenDataset, bits_per_byte, prepare_dataset, split_text
 from tinygpt.errors import TinyGPTError
 
 from conftest import shared_file
@@ -257,3 +258,24 @@ def test_names_corpus_in_docs_mode_with_a_real_tokenizer(tmp_path):
     train_docs = tok.decode(np.asarray(ds.train).tolist()).split(DOC_SEPARATOR)[1:-1]
     val_docs = tok.decode(np.asarray(ds.val).tolist()).split(DOC_SEPARATOR)[1:-1]
     assert train_docs + val_docs == text.split()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab \n水", min_size=2, max_size=60), st.floats(0.05, 0.95))
+def test_split_text_keeps_every_character_and_cuts_after_a_newline(text, fraction):
+    try:
+        train, val = split_text(text, fraction)
+    except TinyGPTError as e:
+        assert str(e).startswith("corpus too small to split")
+        return
+    assert train + val == text and train.strip() and val.strip()
+    if "\n" in text.strip():
+        assert train.endswith("\n")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(2, 300), st.integers(1, 5), st.integers(1, 40))
+def test_eval_batches_cover_each_target_once_for_any_shape(n_tokens, batch_size, block_size):
+    ds = TokenDataset(np.arange(n_tokens + 5, dtype=np.uint16), 5, 10, 10, 1000)
+    targets = [t for _, y in ds.eval_batches("val", batch_size, block_size) for t in y[y >= 0].tolist()]
+    assert targets == list(range(5, n_tokens + 5)) == np.asarray(ds.val[1:]).tolist()
