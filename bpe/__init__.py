@@ -3,3 +3,7 @@
 Importing it never imports tinygrad.
 """
 from bpe.errors import TokenizerError
+from bpe.patterns import PATTERNS
+from bpe.tokenizer import Tokenizer
+
+__all__ = ["Tokenizer", "PATTERNS", "TokenizerError"]
