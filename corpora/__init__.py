@@ -10,6 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from bpe.atomic import atomic_write_text
 from corpora.builtin import BUILTINS, BuiltinCorpus
 from corpora.catalog import CATALOG, CorpusEntry
 from corpora.download import download, sha256_file
@@ -152,7 +153,6 @@ def _generated_dir() -> Path:
 
 def _builtin_file(corpus: BuiltinCorpus) -> Path:
     """The generated corpus, written to the cache folder on first use (and rewritten if it was edited)."""
-    from bpe.atomic import atomic_write_text
     path = _generated_dir() / corpus.filename
     text = corpus.generate()
     try:
