@@ -56,7 +56,7 @@ def train_child(impl: str, corpus: str, vocab_size: int, slice_bytes: int) -> di
     elif impl == "hf":
         from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     elif impl == "ours":
-        import bpe
+        from bpe.tokenizer import Tokenizer as BpeTokenizer
     elif impl == "naive":
         import minbpe_naive
     text = read_corpus(corpus, slice_bytes)
@@ -80,7 +80,7 @@ def train_child(impl: str, corpus: str, vocab_size: int, slice_bytes: int) -> di
         seconds = time.perf_counter() - start
         ranked = None  # HF breaks ties its own way: its merges are not compared
     elif impl == "ours":
-        tok = bpe.Tokenizer.train(text, vocab_size, pattern="gpt4")
+        tok = BpeTokenizer.train(text, vocab_size, pattern="gpt4")
         seconds = time.perf_counter() - start
         ranked = [tok.token_bytes(i) for i in range(256, tok.vocab_size)]
     else:
@@ -168,7 +168,7 @@ def encoding_suite(corpus: Path, text: str, corpora_dir: Path, vocab: int, repea
     import regex
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
-    import bpe
+    from bpe.tokenizer import Tokenizer
     from bpe.patterns import PATTERNS
     results = []
     mb = len(text.encode("utf-8")) / 1e6
@@ -179,10 +179,10 @@ def encoding_suite(corpus: Path, text: str, corpora_dir: Path, vocab: int, repea
     if cl100k.is_file():
         ref = tiktoken.Encoding("cl100k_bench", pat_str=PATTERNS["cl100k"],
                                 mergeable_ranks=load_tiktoken_bpe(str(cl100k)), special_tokens={})
-        loaded = bpe.Tokenizer.from_tiktoken(cl100k, pattern="cl100k", special_tokens={})
+        loaded = Tokenizer.from_tiktoken(cl100k, pattern="cl100k", special_tokens={})
         results.append(bench_encoding("cl100k", text, lambda: copy_tokenizer(loaded), ref, repeats))
 
-    trained = bpe.Tokenizer.train(text, vocab, pattern="gpt4")
+    trained = Tokenizer.train(text, vocab, pattern="gpt4")
     ranks = tmp / f"{corpus.stem}-{vocab}.tiktoken"
     trained.save_tiktoken(ranks)
     ref = tiktoken.Encoding(f"{corpus.stem}_{vocab}", pat_str=trained.pattern,
@@ -193,10 +193,10 @@ def encoding_suite(corpus: Path, text: str, corpora_dir: Path, vocab: int, repea
 
 def copy_tokenizer(tok):
     """A copy of `tok` with no warm caches (saved and loaded again through its own file format)."""
-    import bpe
+    from bpe.tokenizer import Tokenizer
     with tempfile.TemporaryDirectory() as d:
         tok.save(Path(d) / "t.json")
-        return bpe.Tokenizer.load(Path(d) / "t.json")
+        return Tokenizer.load(Path(d) / "t.json")
 
 
 # ------------------------------------------------------------------------------------------------ report

@@ -36,14 +36,18 @@ def token_segments(tokenizer, ids: Iterable[int]) -> list[tuple[str, list[int]]]
 
 
 def render_segments(segments: list[tuple[str, list[int]]], color: bool = True, separator: str = "|") -> str:
-    """The text of `segments` with boundaries shown: cycling background colours, or `separator` when plain."""
+    """The text of `segments` with boundaries shown: cycling background colours, or `separator` when plain.
+
+    In colour a newline is shown as "↵" followed by the line break.
+    """
     if not color:
         return separator.join(text for text, _ in segments)
     out = []
     for n, (text, _) in enumerate(segments):
         start = f"\x1b[30;48;5;{PALETTE[n % len(PALETTE)]}m"
-        # Close the colour around newlines so the background does not run to the edge of the terminal.
-        out.append(start + text.replace("\n", RESET + "\n" + start) + RESET)
+        # A newline shows as a coloured "↵" (else a newline token would be invisible); the colour is closed
+        # before the line break so the background does not run to the edge of the terminal.
+        out.append(start + text.replace("\n", "↵" + RESET + "\n" + start) + RESET)
     return "".join(out)
 
 
