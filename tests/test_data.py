@@ -280,3 +280,14 @@ def test_eval_batches_cover_each_target_once_for_any_shape(n_tokens, batch_size,
     ds = TokenDataset(np.arange(n_tokens + 5, dtype=np.uint16), 5, 10, 10, 1000)
     targets = [t for _, y in ds.eval_batches("val", batch_size, block_size) for t in y[y >= 0].tolist()]
     assert targets == list(range(5, n_tokens + 5)) == np.asarray(ds.val[1:]).tolist()
+
+
+@pytest.mark.parametrize("docs", [False, True])
+def test_progress_reports_characters_until_done(tmp_path, monkeypatch, docs):
+    import tinygpt.data as data
+    monkeypatch.setattr(data, "BLOCK_CHARS", 1000)
+    monkeypatch.setattr(data, "DOCS_PER_BATCH", 30)
+    calls = []
+    prepare_dataset([write(tmp_path, "a.txt", TEXT)], ByteTokenizer(), cache_dir=tmp_path, docs=docs,
+                    progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) > 3 and calls == sorted(calls) and calls[-1][0] == calls[-1][1]

@@ -29,7 +29,8 @@ from tinygpt.errors import TinyGPTError
 
 DOC_SEPARATOR = "<|endoftext|>"
 CACHE_VERSION = 1
-BLOCK_CHARS = 1 << 20   # tokenize plain text in blocks of about this many characters
+BLOCK_CHARS = 1 << 20   # tokenize plain text in blocks of about this many characters,
+BLOCKS_PER_BATCH = 8    # this many blocks per encode_batch call
 DOCS_PER_BATCH = 4096   # tokenize documents this many at a time
 # Plain text is cut into blocks only at a newline followed by a non-space character: the GPT-2/GPT-4/o200k
 # pre-split patterns always end a chunk there, so blockwise tokenization equals whole-text tokenization.
@@ -199,24 +200,25 @@ def split_text(text: str, val_fraction: float) -> tuple[str, str]:
 
 def _tokenize_text(text, tokenizer, val_fraction, dtype, progress):
     train_text, val_text = split_text(text, val_fraction)
-    done = [0]
-
-    def encode(part: str) -> np.ndarray:
-        pieces = []
-        blocks = list(_blocks(part))
-        for i in range(0, len(blocks), 8):
-            batch = blocks[i:i + 8]
-            pieces += [np.asarray(ids, dtype=dtype) for ids in _encode_ordinary_batch(tokenizer, batch)]
-            done[0] += sum(map(len, batch))
-            if progress is not None:
-                progress(done[0], len(text))
-        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
-
-    train, val = encode(train_text), encode(val_text)
-    if len(train) < 1 or len(val) < 1:
+    train_blocks, val_blocks = list(_blocks(train_text)), list(_blocks(val_text))
+    encoded = _encode_blocks(train_blocks + val_blocks, tokenizer, dtype, progress)
+    n_train = sum(len(ids) for ids in encoded[:len(train_blocks)])
+    if n_train < 1 or n_train == sum(map(len, encoded)):
         raise TinyGPTError("corpus too small to split into train and val; use a bigger corpus")
-    return (np.concatenate([train, val]), len(train),
+    return (np.concatenate(encoded), n_train,
             len(train_text.encode("utf-8")), len(val_text.encode("utf-8")))
+
+
+def _encode_blocks(blocks: list[str], tokenizer, dtype, progress) -> list[np.ndarray]:
+    """Token ids of each block, encoded BLOCKS_PER_BATCH at a time; progress(done_chars, total_chars)."""
+    total, done, encoded = sum(map(len, blocks)), 0, []
+    for i in range(0, len(blocks), BLOCKS_PER_BATCH):
+        batch = blocks[i:i + BLOCKS_PER_BATCH]
+        encoded += [np.asarray(ids, dtype=dtype) for ids in _encode_ordinary_batch(tokenizer, batch)]
+        done += sum(map(len, batch))
+        if progress is not None:
+            progress(done, total)
+    return encoded
 
 
 def _blocks(text: str) -> Iterator[str]:
