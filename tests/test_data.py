@@ -287,6 +287,7 @@ def test_progress_reports_characters_until_done(tmp_path, monkeypatch, docs):
     import tinygpt.data as data
     monkeypatch.setattr(data, "BLOCK_CHARS", 1000)
     monkeypatch.setattr(data, "DOCS_PER_BATCH", 30)
+    monkeypatch.setattr(data, "BLOCKS_PER_BATCH", 1)
     calls = []
     prepare_dataset([write(tmp_path, "a.txt", TEXT)], ByteTokenizer(), cache_dir=tmp_path, docs=docs,
                     progress=lambda done, total: calls.append((done, total)))
