@@ -17,7 +17,7 @@ from corpora.download import download, sha256_file
 from tinygpt.errors import TinyGPTError
 
 __all__ = ["CATALOG", "BUILTINS", "CorpusEntry", "BuiltinCorpus", "DEFAULT_CORPUS", "corpus_dir",
-           "resolve_corpus", "list_corpora", "is_docs_corpus", "check_text_file"]
+           "resolve_corpus", "first_available", "list_corpora", "is_docs_corpus", "check_text_file"]
 
 DEFAULT_CORPUS = "builtin-names"  # needs no download: the default of `tinygpt train` and `make demo`
 
@@ -30,7 +30,7 @@ def corpus_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "tinygpt" / "corpora"
 
 
-def resolve_corpus(spec, download_missing: bool = True) -> list[Path]:
+def resolve_corpus(spec, download_missing: bool = True, timeout: float = 30.0) -> list[Path]:
     """Turn a corpus spec (catalog name, builtin name, file path, or a list of them) into checked text files.
 
     Catalog names are taken from corpus_dir() (size and sha256 checked) or downloaded there; builtin names
@@ -39,7 +39,22 @@ def resolve_corpus(spec, download_missing: bool = True) -> list[Path]:
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     if not specs:
         raise TinyGPTError("no corpus given; pass a catalog name (" + ", ".join(_names()) + ") or a text file")
-    return [_resolve_one(os.fspath(s), download_missing) for s in specs]
+    return [_resolve_one(os.fspath(s), download_missing, timeout) for s in specs]
+
+
+def first_available(names, timeout: float = 10.0) -> tuple[str, list[Path]]:
+    """The first corpus of `names` that is cached, generated, or downloadable now, with its files.
+
+    For defaults like the demo's: first_available(["names", "builtin-names"]) uses the real names when they are
+    cached or the network allows, else the generated ones. Raises the last error if none works.
+    """
+    error = TinyGPTError("no corpus names given")
+    for name in names:
+        try:
+            return name, resolve_corpus(name, timeout=timeout)
+        except TinyGPTError as e:
+            error = e
+    raise error
 
 
 def is_docs_corpus(spec) -> bool:
@@ -67,9 +82,9 @@ def _names() -> list[str]:
     return list(CATALOG) + list(BUILTINS)
 
 
-def _resolve_one(spec: str, download_missing: bool) -> Path:
+def _resolve_one(spec: str, download_missing: bool, timeout: float) -> Path:
     if spec in CATALOG:
-        return _catalog_file(CATALOG[spec], download_missing)
+        return _catalog_file(CATALOG[spec], download_missing, timeout)
     if spec in BUILTINS:
         return _builtin_file(BUILTINS[spec])
     path = Path(spec).expanduser()
@@ -109,7 +124,7 @@ def check_text_file(path: Path) -> Path:
     return path
 
 
-def _catalog_file(entry: CorpusEntry, download_missing: bool) -> Path:
+def _catalog_file(entry: CorpusEntry, download_missing: bool, timeout: float) -> Path:
     path = corpus_dir() / entry.filename
     if not path.exists():
         if not download_missing:
@@ -118,7 +133,7 @@ def _catalog_file(entry: CorpusEntry, download_missing: bool) -> Path:
         if not _writable(path.parent):
             raise TinyGPTError(f"corpus {entry.name!r} is not in the read-only folder {path.parent}; set "
                                f"TINYGPT_CORPUS_DIR to a writable folder to download {entry.url} there")
-        download(entry, path)
+        download(entry, path, timeout=timeout)
     _verify(path, entry)
     return path
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import corpora
-from corpora import CATALOG, CorpusEntry, is_docs_corpus, list_corpora, resolve_corpus
+from corpora import CATALOG, CorpusEntry, first_available, is_docs_corpus, list_corpora, resolve_corpus
 from corpora.builtin import generate_names, generate_stories
 from tinygpt.errors import TinyGPTError
 
@@ -254,3 +254,14 @@ def test_list_corpora_names_every_corpus_and_the_cache(cache):
     for name in ["tinyshakespeare", "names", "shuihu", "builtin-names", "builtin-stories"]:
         assert re.search(rf"^{name} ", listing, re.M)
     assert str(cache) in listing
+
+
+def test_first_available_falls_back_to_the_generated_corpus(cache, server, monkeypatch):
+    root, base = server
+    fake_entry(monkeypatch, f"{base}/tiny.txt", DATA)  # not served yet: the download fails
+    assert first_available(["tiny", "builtin-names"]) == ("builtin-names", [cache / "builtin-names.txt"])
+    (root / "tiny.txt").write_bytes(DATA)
+    assert first_available(["tiny", "builtin-names"]) == ("tiny", [cache / "tiny.txt"])
+    with pytest.raises(TinyGPTError, match="could not download corpus 'nope'"):
+        fake_entry(monkeypatch, f"{base}/nope.txt", DATA, name="nope")
+        first_available(["nope"])
