@@ -265,3 +265,12 @@ def test_first_available_falls_back_to_the_generated_corpus(cache, server, monke
     with pytest.raises(TinyGPTError, match="could not download corpus 'nope'"):
         fake_entry(monkeypatch, f"{base}/nope.txt", DATA, name="nope")
         first_available(["nope"])
+
+
+def test_corpora_and_data_do_not_import_tinygrad():
+    import subprocess
+    import sys
+    code = "import sys, corpora, tinygpt.data; print('tinygrad' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    assert out.stdout.strip() == "False"  # listing corpora or preparing data stays fast
