@@ -90,6 +90,7 @@ PLACES = ["the river", "the old mill", "the forest", "the hill", "the village", 
           "the meadow", "the well", "the stone bridge"]
 THINGS = ["a silver key", "a loaf of bread", "a red apple", "a lost boot", "a bright stone", "an old map",
           "a basket of plums", "a broken bell", "a jar of honey", "a long rope"]
+SHELTERS = ["a big oak", "the stone bridge", "a thick hedge", "the mill roof", "a fallen log", "an old cart"]
 FEELINGS = "happy afraid sad surprised angry glad worried".split()
 OPENINGS = ["Once upon a time, a {adj} {a} lived near {place}.",
             "Long ago, there was a {adj} {a} who lived by {place}.",
@@ -99,7 +100,7 @@ MIDDLES = ["One morning the {a} found {thing} under a tree.",
            "One evening the {a} met a {adj2} {b} on the road.",
            "The {a} wanted {thing} more than anything in the world.",
            "The {b} told the {a} a story about {place}.",
-           "When the rain came, the {a} hid under {place2} with the {b}.",
+           "When the rain came, the {a} hid under {shelter} with the {b}.",
            "The {a} was {feeling}, because the {b} had taken {thing}."]
 ENDS = ["In the end, the {a} and the {b} became good friends.",
         "So the {a} learned that it is better to share than to keep.",
@@ -113,9 +114,11 @@ def tell_story(rng: SplitMix64) -> str:
     a = rng.pick(ANIMALS)
     b = rng.pick([x for x in ANIMALS if x != a])
     words = dict(a=a, b=b, adj=rng.pick(ADJECTIVES), adj2=rng.pick(ADJECTIVES), place=rng.pick(PLACES),
-                 place2=rng.pick(PLACES).replace("the ", "the roof of the ", 1), thing=rng.pick(THINGS),
+                 shelter=rng.pick(SHELTERS), thing=rng.pick(THINGS),
                  feeling=rng.pick(FEELINGS))
-    sentences = [rng.pick(OPENINGS)] + [rng.pick(MIDDLES) for _ in range(1 + rng.below(4))] + [rng.pick(ENDS)]
+    middles = list(MIDDLES)
+    events = [middles.pop(rng.below(len(middles))) for _ in range(1 + rng.below(4))]  # no sentence twice
+    sentences = [rng.pick(OPENINGS)] + events + [rng.pick(ENDS)]
     text = " ".join(s.format(**words) for s in sentences)
     return text.replace(" a o", " an o").replace(" a a", " an a")
 
