@@ -56,7 +56,7 @@ def train_child(impl: str, corpus: str, vocab_size: int, slice_bytes: int) -> di
     elif impl == "hf":
         from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     elif impl == "ours":
-        from bpe.tokenizer import Tokenizer as BpeTokenizer
+        import bpe.tokenizer  # noqa: F401  (imported before the clock starts, like the others)
     elif impl == "naive":
         import minbpe_naive
     text = read_corpus(corpus, slice_bytes)
@@ -80,7 +80,7 @@ def train_child(impl: str, corpus: str, vocab_size: int, slice_bytes: int) -> di
         seconds = time.perf_counter() - start
         ranked = None  # HF breaks ties its own way: its merges are not compared
     elif impl == "ours":
-        tok = BpeTokenizer.train(text, vocab_size, pattern="gpt4")
+        tok = train_ours(text, vocab_size)
         seconds = time.perf_counter() - start
         ranked = [tok.token_bytes(i) for i in range(256, tok.vocab_size)]
     else:
@@ -98,8 +98,29 @@ def train_child(impl: str, corpus: str, vocab_size: int, slice_bytes: int) -> di
     return result
 
 
+def train_ours(text: str, vocab_size: int):
+    """Our Tokenizer.train, step by step, so that like rustbpe it stops early when the corpus runs out of pairs
+    (Tokenizer.train refuses a vocab_size the corpus cannot reach)."""
+    from bpe.pretokenize import count_chunks
+    from bpe.tokenizer import Tokenizer
+    from bpe.train import train_merges
+    from bpe.patterns import PATTERNS
+    merges = train_merges(count_chunks([text], PATTERNS["gpt4"]), vocab_size - 256)
+    return Tokenizer(merges, pattern="gpt4")
+
+
 def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    """This process's peak resident memory in MB.
+
+    On Linux, VmHWM: ru_maxrss survives exec, so a child started by a big parent would report the parent's peak.
+    Elsewhere ru_maxrss (KB on Linux, bytes on macOS).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
 
@@ -154,7 +175,7 @@ def bench_encoding(name, text, ours_factory, reference, repeats) -> dict:
     ref_enc = median_time(lambda: reference.encode_ordinary(text), repeats)
     ours_dec = median_time(lambda: ours.decode(ours_ids), repeats)
     ref_dec = median_time(lambda: reference.decode(ref_ids), repeats)
-    docs = [d for d in text.split("\n\n") if d]
+    docs = text.splitlines(keepends=True)
     batch_tok = ours_factory()
     ours_batch = median_time(lambda: batch_tok.encode_batch(docs), 1)
     ref_batch = median_time(lambda: reference.encode_ordinary_batch(docs), 1)
@@ -182,12 +203,12 @@ def encoding_suite(corpus: Path, text: str, corpora_dir: Path, vocab: int, repea
         loaded = Tokenizer.from_tiktoken(cl100k, pattern="cl100k", special_tokens={})
         results.append(bench_encoding("cl100k", text, lambda: copy_tokenizer(loaded), ref, repeats))
 
-    trained = Tokenizer.train(text, vocab, pattern="gpt4")
+    trained = train_ours(text, vocab)
     ranks = tmp / f"{corpus.stem}-{vocab}.tiktoken"
     trained.save_tiktoken(ranks)
     ref = tiktoken.Encoding(f"{corpus.stem}_{vocab}", pat_str=trained.pattern,
                             mergeable_ranks=load_tiktoken_bpe(str(ranks)), special_tokens={})
-    results.append(bench_encoding(f"{vocab // 1024}k trained", text, lambda: copy_tokenizer(trained), ref, repeats))
+    results.append(bench_encoding(f"{trained.vocab_size} trained", text, lambda: copy_tokenizer(trained), ref, repeats))
     return results
 
 
@@ -230,11 +251,11 @@ def build_table(report: dict) -> str:
              "ours/ref", "check")]
     for t in report["train"]:
         o, r, h = t["ours"], t.get("rustbpe"), t.get("hf")
-        same = "merges = rustbpe" if r and o.get("ranks_sha256") == r.get("ranks_sha256") else "MERGES DIFFER"
+        same = "merges = rustbpe" if t["merges_identical_to_rustbpe"] else "MERGES DIFFER"
         rows.append((f"train V={t['vocab']} (s)", t["corpus"], f"{o['seconds']:.2f}",
                      f"{r['seconds']:.2f}" if r else "-", f"{h['seconds']:.2f}" if h else "-", "-", "-",
                      f"{ratio(o['seconds'], r and r['seconds'])} rb, {ratio(o['seconds'], h and h['seconds'])} HF",
-                     f"{same} ({o['merges']} merges)"))
+                     f"{same} ({o['merges']} merges{'' if o['merges'] == t['vocab'] - 256 else ': corpus exhausted'})"))
         rows.append((f"  peak MB, V={t['vocab']}", t["corpus"], f"{o['peak_mb']:.0f}",
                      f"{r['peak_mb']:.0f}" if r else "-", f"{h['peak_mb']:.0f}" if h else "-", "-", "-",
                      f"{ratio(o['peak_mb'], r and r['peak_mb'])} rb, {ratio(o['peak_mb'], h and h['peak_mb'])} HF", ""))
@@ -242,7 +263,7 @@ def build_table(report: dict) -> str:
         rows.append((f"train V={n['vocab']}, first {n['slice_bytes'] // 1000} KB (s)", n["corpus"],
                      f"{n['ours']['seconds']:.2f}", "-", "-", "-", f"{n['naive']['seconds']:.2f}",
                      f"{ratio(n['ours']['seconds'], n['naive']['seconds'])} naive",
-                     "merges = naive" if n["ours"]["ranks_sha256"] == n["naive"]["ranks_sha256"] else "MERGES DIFFER"))
+                     "merges = naive" if n["merges_identical_to_naive"] else "MERGES DIFFER"))
     for corpus, results in report["encode"].items():
         for e in results:
             if "tokens" not in e:
@@ -255,7 +276,7 @@ def build_table(report: dict) -> str:
                          f"{e['tiktoken_decode_mbs']:.1f}", "-", f"{ratio(e['decode_mbs'], e['tiktoken_decode_mbs'])} tt", ""))
             rows.append((f"encode_batch {e['name']} (MB/s)", corpus, f"{e['batch_mbs']:.1f}", "-", "-",
                          f"{e['tiktoken_batch_mbs']:.1f}", "-", f"{ratio(e['batch_mbs'], e['tiktoken_batch_mbs'])} tt",
-                         f"{e['batch_docs']} docs; tiktoken uses threads"))
+                         f"{e['batch_docs']} lines; tiktoken uses threads"))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -297,11 +318,14 @@ def main(argv=None) -> int:
             for impl in TRAINERS:
                 print(f"train {impl:8s} V={vocab:<6} {corpus.name}", file=sys.stderr, flush=True)
                 row[impl] = run_train(impl, corpus, vocab, slice_bytes, repeats)
+            row["merges_identical_to_rustbpe"] = row["ours"]["ranks_sha256"] == row["rustbpe"]["ranks_sha256"]
             report["train"].append(row)
         print(f"train naive/ours V={naive_vocab} on {naive_slice} bytes of {corpus.name}", file=sys.stderr, flush=True)
-        report["naive"].append({"corpus": corpus.stem, "vocab": naive_vocab, "slice_bytes": naive_slice,
-                                "naive": run_train("naive", corpus, naive_vocab, naive_slice, 1),
-                                "ours": run_train("ours", corpus, naive_vocab, naive_slice, 1)})
+        naive = {"corpus": corpus.stem, "vocab": naive_vocab, "slice_bytes": naive_slice,
+                 "naive": run_train("naive", corpus, naive_vocab, naive_slice, 1),
+                 "ours": run_train("ours", corpus, naive_vocab, naive_slice, 1)}
+        naive["merges_identical_to_naive"] = naive["ours"]["ranks_sha256"] == naive["naive"]["ranks_sha256"]
+        report["naive"].append(naive)
         print(f"encode {corpus.name}", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             report["encode"][corpus.stem] = encoding_suite(corpus, read_corpus(corpus, slice_bytes), args.corpora,
