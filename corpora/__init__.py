@@ -58,10 +58,24 @@ def first_available(names, timeout: float = 10.0) -> tuple[str, list[Path]]:
 
 
 def is_docs_corpus(spec) -> bool:
-    """True when every named corpus in `spec` is one document per line (names, builtin-names): use --docs."""
+    """True when every corpus in `spec` is one document per line (names, builtin-names): use --docs.
+
+    A file path counts when it is a copy of a catalog corpus (same size and sha256), e.g. ../shared/corpora/names.txt.
+    """
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
-    entries = [CATALOG.get(os.fspath(s)) or BUILTINS.get(os.fspath(s)) for s in specs]
+    entries = [CATALOG.get(os.fspath(s)) or BUILTINS.get(os.fspath(s)) or _catalog_entry_of(s) for s in specs]
     return bool(entries) and all(e is not None and e.docs for e in entries)
+
+
+def _catalog_entry_of(path) -> CorpusEntry | None:
+    """The catalog entry whose file `path` is a copy of, if any."""
+    try:
+        size = os.stat(path).st_size
+        matches = [e for e in CATALOG.values() if e.size == size]
+        digest = sha256_file(path) if matches else None
+    except OSError:
+        return None
+    return next((e for e in matches if e.sha256 == digest), None)
 
 
 def list_corpora() -> str:

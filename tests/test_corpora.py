@@ -274,3 +274,12 @@ def test_corpora_and_data_do_not_import_tinygrad():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
     assert out.stdout.strip() == "False"  # listing corpora or preparing data stays fast
+
+
+def test_a_copy_of_a_docs_corpus_is_recognised_by_its_sha256(tmp_path):
+    names = shared_file("names.txt")
+    assert is_docs_corpus(str(names)) and is_docs_corpus([names])
+    assert not is_docs_corpus(str(shared_file("tinyshakespeare.txt")))
+    edited = tmp_path / "names.txt"
+    edited.write_bytes(names.read_bytes()[:-1] + b"x")  # same size, other content
+    assert not is_docs_corpus(str(edited)) and not is_docs_corpus(str(tmp_path / "missing.txt"))
