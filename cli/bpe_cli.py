@@ -60,8 +60,9 @@ def train(corpus, vocab_size, pattern, specials, output, errors, quiet):
     tok = Tokenizer.train(blocks, vocab_size, pattern=pattern, special_tokens=list(specials),
                           progress=lambda done, total: progress("merging", done, total, fmt_count))
     seconds = time.perf_counter() - start
+    stats = text_stats(tok, read_text_blocks(paths, errors=errors,
+                                             progress=lambda done: progress("measuring", done, size, fmt_bytes)))
     progress.done()
-    stats = text_stats(tok, read_text_blocks(paths, errors=errors))
     with atomic_path(output) as tmp:
         tok.save(tmp)
     click.echo(f"trained {tok.vocab_size} tokens (256 bytes + {tok.vocab_size - 256 - len(specials)} merges + "
@@ -93,8 +94,10 @@ def encode(tokenizer_path, text, file_path, allow_special, ordinary, as_json, er
         try:
             ids = tok.encode(text, allowed_special="all" if allow_special else set())
         except ValueError as e:
-            raise TokenizerError(f"{first_line(e)} (pass --allow-special to encode special tokens as their ids, "
-                                 f"or --ordinary to encode them as plain text)") from None
+            found = [s for s in tok.special_tokens if s in text]
+            problem = f"the text contains the special token {found[0]!r}" if found else first_line(e)
+            raise TokenizerError(f"{problem}; pass --allow-special to encode special tokens as their ids, "
+                                 f"or --ordinary to encode them as plain text") from None
     click.echo(("[" + ", ".join(map(str, ids)) + "]") if as_json else " ".join(map(str, ids)))
 
 

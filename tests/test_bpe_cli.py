@@ -31,7 +31,7 @@ def fails(*args, input=None) -> str:
     code, out, err = bpe(*args, input=input)
     assert code == 1, (code, out, err)
     assert out == ""
-    lines = [line for line in err.splitlines() if not line.startswith(("counting ", "merging "))]  # progress
+    lines = [line for line in err.splitlines() if not line.startswith(("counting ", "merging ", "measuring "))]  # progress
     assert len(lines) == 1 and lines[0].startswith("error: ") and err.endswith(lines[0] + "\n"), err
     return lines[0]
 
@@ -61,7 +61,7 @@ def test_train_writes_a_tokenizer_and_reports(trained):
     ids = tok.encode(CORPUS)
     assert f"{len(CORPUS.encode()) / len(ids):.2f} bytes per token on the corpus ({len(ids):,} tokens)" in out
     assert f"saved {tok_path}" in out
-    assert "counting" in err and "merging" in err  # progress goes to stderr
+    assert "counting" in err and "merging" in err and "measuring" in err  # progress goes to stderr
 
 
 def test_train_same_as_library(trained, tmp_path):
@@ -93,8 +93,8 @@ def test_encode_decode_round_trip(trained, tmp_path):
 def test_encode_special_tokens(trained):
     _, tok, _, _ = trained
     line = fails("encode", "-t", tok, "a<|endoftext|>b")
-    assert line.endswith("(pass --allow-special to encode special tokens as their ids, or --ordinary to encode "
-                         "them as plain text)")
+    assert line == ("error: the text contains the special token '<|endoftext|>'; pass --allow-special to encode "
+                    "special tokens as their ids, or --ordinary to encode them as plain text")
     assert bpe("encode", "-t", tok, "--allow-special", "<|endoftext|>")[1].split() == ["299"]
     assert "299" not in bpe("encode", "-t", tok, "--ordinary", "<|endoftext|>")[1].split()
     assert fails("encode", "-t", tok, "--allow-special", "--ordinary", "x") == \
