@@ -43,13 +43,7 @@ def train(corpus, vocab_size, pattern, specials, output, errors, quiet):
     from bpe.textio import check_text_files, read_text_blocks, total_bytes
 
     paths = check_text_files(corpus)
-    pattern = resolve_pattern(pattern)
-    if len(set(specials)) != len(specials) or "" in specials:
-        raise TokenizerError("special tokens must be distinct, non-empty strings")
-    smallest = 256 + len(specials)
-    if vocab_size < smallest:
-        raise TokenizerError(f"--vocab {vocab_size} is too small: it must be at least {smallest} "
-                             f"(256 byte tokens + {len(specials)} special tokens)")
+    pattern = resolve_pattern(pattern)  # a bad regex fails now, not after reading the corpus
     if os.path.isdir(output):
         raise TokenizerError(f"-o {output} is a directory; give a file name such as {os.path.join(output, DEFAULT_TOKENIZER)}")
 

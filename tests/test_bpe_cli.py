@@ -198,12 +198,12 @@ def test_train_bad_input(tmp_path, files):
          "convert it to UTF-8 or use --errors replace")
     assert train_fails(tmp_path, files["empty"]) == f"error: empty corpus: {files['empty']} contains no text"
     assert train_fails(tmp_path, files["ok"], "--vocab", 256, "--special", "<|endoftext|>") == \
-        "error: --vocab 256 is too small: it must be at least 257 (256 byte tokens + 1 special tokens)"
+        "error: vocab_size 256 is too small: it must be at least 257 (256 bytes + 1 special tokens)"
     assert train_fails(tmp_path, files["tiny"], "--vocab", 1000) == \
         "error: vocab_size 1000 is more than this corpus can make: it supports only 2 merges, " \
         "so ask for vocab_size 258 or less"
     assert train_fails(tmp_path, files["ok"], "--special", "x", "--special", "x") == \
-        "error: special tokens must be distinct, non-empty strings"
+        "error: special token 'x' is given twice"
     assert "invalid pre-split regex" in train_fails(tmp_path, files["ok"], "--pattern", "(unclosed")
 
 
