@@ -22,3 +22,11 @@ def shared_file(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"reference corpus {name} not found in {SHARED_CORPORA}")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_caches(tmp_path_factory, monkeypatch):
+    """Keep token caches and generated corpora of every test out of the user's ~/.cache."""
+    monkeypatch.setenv("TINYGPT_CACHE_DIR", str(tmp_path_factory.mktemp("tinygpt-cache")))
+    if "TINYGPT_CORPUS_DIR" not in os.environ:
+        monkeypatch.setenv("TINYGPT_CORPUS_DIR", str(tmp_path_factory.mktemp("tinygpt-corpora")))
