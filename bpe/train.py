@@ -14,7 +14,9 @@ How it stays fast in pure Python:
 - An index maps each pair to the chunks holding it, so a merge visits only those chunks and updates the counts
   of the neighbouring pairs by the difference (+/- deltas), never recounting everything.
 """
+from collections import defaultdict
 from heapq import heapify, heappop, heappush, heapreplace
+from operator import itemgetter
 from typing import Callable, Mapping
 
 import numpy as np
@@ -25,7 +27,10 @@ ID_BITS = 21
 ID_MASK = (1 << ID_BITS) - 1
 PAIR_BITS = 2 * ID_BITS
 PAIR_MASK = (1 << PAIR_BITS) - 1
-MAX_ID = 0x10FFFF  # token ids are character codes
+MAX_ID = 0x10FFFE  # token ids are character codes; 0x10FFFF separates chunks in _merge_bulk
+SEPARATOR_ID = 0x10FFFF
+SEPARATOR = chr(SEPARATOR_ID)
+BULK_CHUNKS = 256  # merges touching at least this many chunks are done on all of them at once, with numpy
 
 
 def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
@@ -44,7 +49,8 @@ def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
         if len(chunk) >= 2 and count > 0:
             words.append(chunk.decode("latin-1"))  # one character per byte, character code = byte value
             freqs.append(count)
-    pair_counts, where = _count_byte_pairs(words, freqs)
+    freqs_array = np.asarray(freqs, dtype=np.int64)
+    pair_counts, where = _count_byte_pairs(words, freqs_array)
     heap = [-(count << PAIR_BITS) | pair for pair, count in pair_counts.items()]
     heapify(heap)
 
@@ -65,11 +71,27 @@ def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
         new_id = 256 + len(merges)
         merges.append((left, right))
         del pair_counts[pair]
-        added, added_where = _merge(words, freqs, where.pop(pair), left, right, new_id, pair_counts)
-        for new_pair, new_count in added.items():
-            pair_counts[new_pair] = new_count
-            heappush(heap, -(new_count << PAIR_BITS) | new_pair)
-        where.update(added_where)
+        chunk_ids = where.pop(pair)
+        merge = _merge_bulk if len(chunk_ids) >= BULK_CHUNKS else _merge
+        lefts, rights = merge(words, freqs_array if merge is _merge_bulk else freqs, chunk_ids, left, right, new_id)
+        # Every pair touching the new token is new; the pair it replaced is gone: (x, left) on the left of
+        # the new token, (right, y) on its right, and (right, left) between two new tokens.
+        for x, (n, chunks) in lefts.items():
+            new_pair = x << ID_BITS | new_id
+            pair_counts[new_pair] = n
+            heappush(heap, -(n << PAIR_BITS) | new_pair)
+            where[new_pair] = chunks
+            old_pair = (right if x == new_id else x) << ID_BITS | left
+            if old_pair != pair:
+                pair_counts[old_pair] -= n
+        for y, (n, chunks) in rights.items():
+            new_pair = new_id << ID_BITS | y
+            pair_counts[new_pair] = n
+            heappush(heap, -(n << PAIR_BITS) | new_pair)
+            where[new_pair] = chunks
+            old_pair = right << ID_BITS | y
+            if old_pair != pair:
+                pair_counts[old_pair] -= n
         if progress is not None and len(merges) % report_every == 0:
             progress(len(merges), num_merges)
     if progress is not None:
@@ -77,71 +99,118 @@ def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
     return merges
 
 
-def _count_byte_pairs(words: list[str], freqs: list[int]) -> tuple[dict[int, int], dict[int, list[int]]]:
+def _count_byte_pairs(words: list[str], freqs: np.ndarray) -> tuple[dict[int, int], dict[int, list[int]]]:
     """Initial pair counts {pair: weighted count} and index {pair: chunk numbers}, computed with numpy."""
     if not words:
         return {}, {}
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    tokens = np.frombuffer("".join(words).encode("latin-1"), dtype=np.uint8).astype(np.int64)
+    tokens = np.frombuffer("".join(words).encode("latin-1"), dtype=np.uint8).astype(np.uint16)
     chunk_of = np.repeat(np.arange(len(words)), lengths)
-    weight = np.repeat(np.asarray(freqs, dtype=np.int64), lengths)
+    weight = np.repeat(freqs, lengths)
     inside = chunk_of[:-1] == chunk_of[1:]  # adjacent positions within one chunk
-    pairs = (tokens[:-1] << ID_BITS | tokens[1:])[inside]
-    chunk_of, weight = chunk_of[:-1][inside], weight[:-1][inside]
-    order = np.argsort(pairs, kind="stable")
-    pairs, chunk_of, weight = pairs[order], chunk_of[order], weight[order]
-    starts = np.flatnonzero(np.diff(pairs, prepend=-1))
-    totals = np.add.reduceat(weight, starts)
-    unique_pairs = pairs[starts].tolist()
-    bounds = starts.tolist() + [len(pairs)]
-    chunk_list = chunk_of.tolist()
-    where = {p: chunk_list[bounds[i]:bounds[i + 1]] for i, p in enumerate(unique_pairs)}
-    return dict(zip(unique_pairs, totals.tolist())), where
+    byte_pairs = (tokens[:-1] << 8 | tokens[1:])[inside]  # 16 bits, so numpy sorts them with a radix sort
+    grouped = _group(byte_pairs, chunk_of[:-1][inside], weight[:-1][inside])
+    pair_counts, where = {}, {}
+    for byte_pair, (n, chunks) in grouped.items():
+        pair = (byte_pair >> 8) << ID_BITS | byte_pair & 0xFF
+        pair_counts[pair] = n
+        where[pair] = chunks
+    return pair_counts, where
 
 
-def _merge(words, freqs, chunk_ids, left, right, new_id, pair_counts):
-    """Merge (left, right) -> new_id in the listed chunks; subtract the vanished pairs from `pair_counts`.
+def _group(keys: np.ndarray, chunk_of: np.ndarray, weight: np.ndarray) -> dict[int, tuple[int, list[int]]]:
+    """{key: (total weight, array of its distinct chunks in increasing order)} from parallel arrays."""
+    if len(keys) == 0:
+        return {}
+    if keys.dtype.itemsize > 2 and keys.max() <= 0xFFFF:
+        keys = keys.astype(np.uint16)  # numpy sorts 16-bit keys with a radix sort, in linear time
+    order = np.argsort(keys, kind="stable")
+    keys, chunk_of, weight = keys[order], chunk_of[order], weight[order]
+    starts = np.flatnonzero(np.diff(keys, prepend=keys[0] ^ 1))
+    totals = np.add.reduceat(weight, starts).tolist()
+    distinct = np.ones(len(keys), dtype=bool)  # a chunk holding a pair twice is listed once
+    distinct[1:] = (keys[1:] != keys[:-1]) | (chunk_of[1:] != chunk_of[:-1])
+    kept_chunks = chunk_of[distinct]
+    kept_keys = keys[distinct]
+    bounds = np.flatnonzero(np.diff(kept_keys, prepend=kept_keys[0] ^ 1)).tolist() + [len(kept_chunks)]
+    return {key: (totals[k], kept_chunks[bounds[k]:bounds[k + 1]]) for k, key in enumerate(keys[starts].tolist())}
 
-    Returns the new pairs (all contain new_id) with their counts, and the chunks holding each.
-    Looking at the merged string: every pair touching the new token was created, and the pair it replaced
-    was (p, left) on its left or (right, q) on its right ((right, left) between two new tokens).
+
+def _merge(words, freqs, chunk_ids, left, right, new_id):
+    """Merge (left, right) -> new_id in the listed chunks (a superset of those holding the pair).
+
+    Returns the neighbours of the new token: {x: (weighted count, chunks)} for the pairs (x, new) on its left
+    ((new, new) included) and {y: (weighted count, chunks)} for the pairs (new, y) on its right.
     """
+    if type(chunk_ids) is not list:
+        chunk_ids = chunk_ids.tolist()
     old, new = chr(left) + chr(right), chr(new_id)
-    removed: dict[int, int] = {}
-    added: dict[int, int] = {}
-    added_where: dict[int, list[int]] = {}
-    merged_pair = left << ID_BITS | right
-    right_left = right << ID_BITS | left
-    new_new = new_id << ID_BITS | new_id
+    lefts: dict[str, list] = {}  # neighbour character -> [weighted count, chunks]
+    rights: dict[str, list] = {}
     for i in chunk_ids:
         word = words[i]
         merged = word.replace(old, new)
-        if merged is word:  # the index is a superset: this chunk lost the pair to an earlier merge
+        if merged is word:  # the pair went away in an earlier merge
             continue
         words[i] = merged
         f = freqs[i]
-        last = len(merged) - 1
-        j = merged.find(new)
-        while j >= 0:
-            if j > 0:
-                p = ord(merged[j - 1])
-                if p != new_id:  # (new, new) was counted as the right pair of the previous token
-                    a = p << ID_BITS | new_id
-                    added[a] = added.get(a, 0) + f
-                    added_where.setdefault(a, []).append(i)
-                    r = p << ID_BITS | left
-                    removed[r] = removed.get(r, 0) + f
-            if j < last:
-                q = ord(merged[j + 1])
-                if q == new_id:
-                    a, r = new_new, right_left
+        if len(word) - len(merged) == 1:  # one occurrence, the usual case
+            x, _, y = merged.partition(new)
+            if x:
+                x = x[-1]
+                entry = lefts.get(x)
+                if entry is None:
+                    lefts[x] = [f, [i]]
                 else:
-                    a, r = new_id << ID_BITS | q, right << ID_BITS | q
-                added[a] = added.get(a, 0) + f
-                added_where.setdefault(a, []).append(i)
-                removed[r] = removed.get(r, 0) + f
-            j = merged.find(new, j + 1)
-    for r, n in removed.items():
-        if r != merged_pair:
-            pair_counts[r] -= n
-    return added, added_where
+                    entry[0] += f
+                    entry[1].append(i)
+            if y:
+                y = y[0]
+                entry = rights.get(y)
+                if entry is None:
+                    rights[y] = [f, [i]]
+                else:
+                    entry[0] += f
+                    entry[1].append(i)
+            continue
+        pieces = merged.split(new)  # the text between new tokens
+        last = len(pieces) - 1
+        for k, piece in enumerate(pieces):
+            if piece:
+                if k > 0:
+                    _add(rights, piece[0], f, i)
+                if k < last:
+                    _add(lefts, piece[-1], f, i)
+            elif 0 < k < last:  # two new tokens side by side
+                _add(lefts, new, f, i)
+    return ({ord(x): entry for x, entry in lefts.items()}, {ord(y): entry for y, entry in rights.items()})
+
+
+def _add(neighbours: dict, token: str, f: int, i: int) -> None:
+    """Count one more pair with `token` in chunk i (weight f), listing the chunk once."""
+    entry = neighbours.get(token)
+    if entry is None:
+        neighbours[token] = [f, [i]]
+    else:
+        entry[0] += f
+        if entry[1][-1] != i:
+            entry[1].append(i)
+
+
+def _merge_bulk(words, freqs, chunk_ids, left, right, new_id):
+    """`_merge` on many chunks at once: one `str.replace` on all of them joined, then numpy for the neighbours."""
+    chunk_array = np.asarray(chunk_ids)
+    chunk_ids = chunk_array.tolist()
+    merged = SEPARATOR.join(itemgetter(*chunk_ids)(words)).replace(chr(left) + chr(right), chr(new_id))
+    for i, word in zip(chunk_ids, merged.split(SEPARATOR)):
+        words[i] = word
+    tokens = np.frombuffer((SEPARATOR + merged + SEPARATOR).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    separators = np.flatnonzero(tokens == SEPARATOR_ID)
+    pos = np.flatnonzero(tokens == new_id)
+    ids = chunk_array[np.searchsorted(separators, pos) - 1]
+    weight = freqs[ids]
+    x, y = tokens[pos - 1].astype(np.int64), tokens[pos + 1].astype(np.int64)
+    on_left = x != SEPARATOR_ID
+    on_right = (y != SEPARATOR_ID) & (y != new_id)  # (new, new) is counted on the left of the second one
+    return (_group(x[on_left], ids[on_left], weight[on_left]),
+            _group(y[on_right], ids[on_right], weight[on_right]))
