@@ -22,7 +22,9 @@ _KEY_SHIFT = 21  # pair key = left << 21 | right, so ids must stay below 2**21
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 PYTHON_MAX_BYTES = 2048  # below this many new bytes in one call, the Python loop beats numpy's fixed costs
 PYTHON_MAX_CHUNK = 64  # the Python loop is quadratic in the chunk length: long chunks always go to numpy
-CACHE_LIMIT = 1 << 18  # chunks kept between calls; the cache restarts empty when it grows past this
+CACHE_LIMIT = 1 << 18
+WHOLE_TEXT_MIN_CHUNKS = 4096  # a text with at least this many chunks, of which more than this share are new,
+WHOLE_TEXT_NEW_SHARE = 0.25  # skips the cache and goes through numpy whole  # chunks kept between calls; the cache restarts empty when it grows past this
 
 
 class PairRanks:
@@ -83,16 +85,40 @@ class ChunkEncoder:
         self.byte_ids = byte_ids
         self.identity_bytes = byte_ids == list(range(256))
         self.ranks = {pair: 256 + i for i, pair in enumerate(merges)}
-        self.whole_token = {}  # bytes -> id, the lowest id when two tokens share their bytes
+        self.whole_token = {}  # chunk text -> id, for tokens that are whole UTF-8 text (the lowest id on a tie)
         for i in range(len(token_bytes) - 1, -1, -1):
-            self.whole_token[token_bytes[i]] = i
-        self.cache: dict[str, list[int]] = {}
-        self._tables = None  # numpy tables, built on the first numpy call
+            try:
+                self.whole_token[token_bytes[i].decode("utf-8")] = i
+            except UnicodeDecodeError:
+                pass
+        self.token_bytes = token_bytes
+        self.cache: dict[str, list[int]] = {}  # chunk text -> ids
+        self._tables = None
+        self._numpy_tables()
 
-    # ---- one call: many chunks -------------------------------------------------------------------------
+    # ---- one call: many texts ----------------------------------------------------------------------------
 
-    def encode_chunks(self, chunk_lists: list[list[str]]) -> list[list[int]]:
-        """The ids of each list of chunks (one list per text). Raises UnicodeEncodeError on a lone surrogate."""
+    def encode_texts(self, texts: list[str], chunk_lists: list[list[str]]) -> list[list[int]]:
+        """The ids of each text, given its pre-split chunks. Raises UnicodeEncodeError on a lone surrogate.
+
+        Text whose chunks are mostly new (Chinese) goes through numpy in one piece; the rest share the cache.
+        """
+        results: list[list[int] | None] = [None] * len(texts)
+        cached = []
+        for i, (text, chunks) in enumerate(zip(texts, chunk_lists)):
+            if len(chunks) >= WHOLE_TEXT_MIN_CHUNKS:
+                missing = len(set(chunks).difference(self.cache))
+                if missing > WHOLE_TEXT_NEW_SHARE * len(chunks):
+                    results[i] = self.encode_text_numpy(text, chunks)
+                    continue
+            cached.append(i)
+        if cached:
+            for i, ids in zip(cached, self.encode_cached([chunk_lists[i] for i in cached])):
+                results[i] = ids
+        return results
+
+    def encode_cached(self, chunk_lists: list[list[str]]) -> list[list[int]]:
+        """Encode through the chunk cache: look each chunk up, encode the new ones first."""
         missing = set().union(*chunk_lists).difference(self.cache)
         if missing:
             if len(self.cache) + len(missing) > CACHE_LIMIT:
@@ -116,24 +142,58 @@ class ChunkEncoder:
         total = 0
         longest = 0
         for text in missing:
-            data = text.encode("utf-8")
-            token = whole_token.get(data)
+            token = whole_token.get(text)
             if token is not None:
                 cache[text] = [token]
-            else:
-                texts.append(text)
-                datas.append(data)
-                total += len(data)
-                if len(data) > longest:
-                    longest = len(data)
+                continue
+            data = text.encode("utf-8")
+            texts.append(text)
+            datas.append(data)
+            total += len(data)
+            if len(data) > longest:
+                longest = len(data)
         if not datas:
             return
         if total <= PYTHON_MAX_BYTES and longest <= PYTHON_MAX_CHUNK:
             for text, data in zip(texts, datas):
                 cache[text] = self.merge_python(data)
         else:
-            for text, ids in zip(texts, self.merge_numpy(datas)):
-                cache[text] = ids
+            lens = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
+            raw = np.frombuffer(b"".join(datas), dtype=np.uint8)
+            tokens, counts = self.merge_numpy(raw, np.cumsum(lens) - lens)
+            ids, at = tokens.tolist(), 0
+            for text, n in zip(texts, counts.tolist()):
+                cache[text] = ids[at:at + n]
+                at += n
+
+    def encode_text_numpy(self, text: str, chunks: list[str]) -> list[int]:
+        """Encode one whole text with numpy, no cache: for text whose chunks are mostly unique."""
+        if not chunks:
+            return []
+        data = text.encode("utf-8")
+        char_lens = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
+        if int(char_lens.sum()) == len(text):  # the chunks tile the text: find their byte offsets in numpy
+            char_starts = np.cumsum(char_lens) - char_lens
+            if len(data) == len(text):
+                starts = char_starts
+            else:
+                codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+                width = 1 + (codes >= 0x80).astype(np.int64) + (codes >= 0x800) + (codes >= 0x10000)
+                starts = (np.cumsum(width) - width)[char_starts]
+        else:  # a custom pattern that skips characters
+            datas = [chunk.encode("utf-8") for chunk in chunks]
+            lens = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
+            data, starts = b"".join(datas), np.cumsum(lens) - lens
+        tokens, counts = self.merge_numpy(np.frombuffer(data, dtype=np.uint8), starts)
+        ids = tokens.tolist()
+        # tiktoken's shortcut: a chunk that is exactly one token becomes it, even where BPE would split it
+        whole = np.fromiter(map(self.whole_token.get, chunks, repeat(-1)), dtype=np.int64, count=len(chunks))
+        is_whole = np.flatnonzero(whole >= 0)
+        offsets = np.cumsum(counts) - counts
+        differs = is_whole[(counts[is_whole] != 1) | (tokens[offsets[is_whole]] != whole[is_whole])]
+        for chunk in differs[::-1].tolist():  # rare: patch from the end so offsets stay valid
+            ids[offsets[chunk]:offsets[chunk] + counts[chunk]] = [int(whole[chunk])]
+        return ids
 
     # ---- the plain loop ----------------------------------------------------------------------------------
 
@@ -164,41 +224,76 @@ class ChunkEncoder:
             pair_ranks = PairRanks(self.merges)
             byte_ids = np.array(self.byte_ids, dtype=np.int32)
             # the rank of every pair of raw bytes, for the first round
-            first = np.repeat(byte_ids, 256)
-            second = np.tile(byte_ids, 256)
-            byte_pair_ranks = pair_ranks.lookup(first, second)
-            self._tables = pair_ranks, byte_ids, byte_pair_ranks
+            byte_pair_ranks = pair_ranks.lookup(np.repeat(byte_ids, 256), np.tile(byte_ids, 256))
+            # crossable[b1 << 8 | b2]: some token holds the bytes b1 b2 side by side. Where it does not, no merge
+            # can ever join the bytes before and after that point, so the two sides encode independently.
+            crossable = np.zeros(1 << 16, dtype=bool)
+            tb = self.token_bytes
+            crossable[[tb[left][-1] << 8 | tb[right][0] for left, right in self.merges]] = True
+            self._tables = pair_ranks, byte_ids, byte_pair_ranks, crossable
         return self._tables
 
-    def merge_numpy(self, datas: list[bytes]) -> list[list[int]]:
-        """BPE on many chunks at once; returns the ids of each chunk, in order."""
-        pair_ranks, byte_ids, byte_pair_ranks = self._numpy_tables()
-        raw = np.frombuffer(b"".join(datas), dtype=np.uint8)
-        lens = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
+    def merge_numpy(self, raw: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """BPE on the chunks raw[starts[i]:starts[i + 1]] all at once: all their ids, and how many each got.
+
+        Chunks are first cut where no token holds the two bytes on either side of the cut (in Chinese text,
+        mostly between characters): the pieces encode independently, are short, and repeat, so each distinct
+        short piece is encoded once.
+        """
+        crossable = self._numpy_tables()[3]
+        cut = np.empty(len(raw), dtype=bool)
+        cut[1:] = ~crossable[raw[:-1].astype(np.int32) << 8 | raw[1:]]
+        cut[starts] = True
+        piece_starts = np.flatnonzero(cut)
+        piece_lens = np.diff(piece_starts, append=len(raw))
+        # a piece of up to 7 bytes is a number: its bytes, little-endian, plus its length in the top byte
+        short = np.flatnonzero(piece_lens <= 7)
+        long = np.flatnonzero(piece_lens > 7)
+        windows = np.lib.stride_tricks.sliding_window_view(np.append(raw, np.zeros(8, np.uint8)), 8)
+        keys = np.ascontiguousarray(windows[piece_starts[short]]).view(np.uint64).ravel()
+        short_lens = piece_lens[short].astype(np.uint64)
+        keys = keys & ((np.uint64(1) << (short_lens * np.uint64(8))) - np.uint64(1)) | short_lens << np.uint64(56)
+        _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+        # encode the distinct short pieces and every long one, gathered into one array
+        todo_starts = np.concatenate([piece_starts[short[first]], piece_starts[long]])
+        todo_lens = np.concatenate([piece_lens[short[first]], piece_lens[long]])
+        tokens, todo_counts = self.bpe_numpy(raw[_ranges(todo_starts, todo_lens)], np.cumsum(todo_lens) - todo_lens)
+        # scatter the results back to every piece, in text order
+        source = np.empty(len(piece_starts), dtype=np.int64)  # which encoded string each piece is
+        source[short] = which.ravel()
+        source[long] = len(first) + np.arange(len(long))
+        counts = todo_counts[source]
+        ids = tokens[_ranges((np.cumsum(todo_counts) - todo_counts)[source], counts)]
+        return ids, np.add.reduceat(counts, np.searchsorted(piece_starts, starts))
+
+    def bpe_numpy(self, raw: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """BPE on the byte strings raw[starts[i]:starts[i + 1]] all at once (no whole-token shortcut).
+
+        Returns all their ids, in order, and how many ids each string got.
+        """
+        pair_ranks, byte_ids, byte_pair_ranks, _ = self._numpy_tables()
+        n = len(starts)
+        lens = np.diff(starts, append=len(raw))
         tokens = byte_ids[raw]
-        # rank[i] is the rank of the pair (tokens[i], tokens[i + 1]); NO_MERGE at the last token of a chunk
+        # rank[i] is the rank of the pair (tokens[i], tokens[i + 1]); NO_MERGE at the last token of a string
         rank = np.empty(len(raw), dtype=np.int32)
         rank[:-1] = byte_pair_ranks[raw[:-1].astype(np.int32) << 8 | raw[1:]]
-        starts = np.cumsum(lens) - lens
         rank[starts + lens - 1] = NO_MERGE
-        chunk_ids = np.arange(len(datas))
-        results: list[list[int]] = [None] * len(datas)
+        owner = np.arange(n)  # which string each live segment is
+        finished_tokens, finished_owners = [], []
         while len(lens):
             lowest = np.minimum.reduceat(rank, starts)
             done = lowest == NO_MERGE
-            if done.any():  # chunks with nothing left to merge leave the arrays
+            if done.any():  # strings with nothing left to merge leave the arrays
                 done_tokens = np.repeat(done, lens)
-                finished = tokens[done_tokens].tolist()
-                offset = 0
-                for chunk, n in zip(chunk_ids[done].tolist(), lens[done].tolist()):
-                    results[chunk] = finished[offset:offset + n]
-                    offset += n
+                finished_tokens.append(tokens[done_tokens])
+                finished_owners.append(np.repeat(owner[done], lens[done]))
                 live = ~done
                 if not live.any():
                     break
                 live_tokens = ~done_tokens
                 tokens, rank = tokens[live_tokens], rank[live_tokens]
-                lens, chunk_ids, lowest = lens[live], chunk_ids[live], lowest[live]
+                lens, owner, lowest = lens[live], owner[live], lowest[live]
                 starts = np.cumsum(lens) - lens
             pos = np.flatnonzero(rank == np.repeat(lowest, lens))
             if len(pos) > 1 and (pos[1:] == pos[:-1] + 1).any():
@@ -206,18 +301,26 @@ class ChunkEncoder:
             tokens[pos] = rank[pos]
             keep = np.ones(len(tokens), dtype=bool)
             keep[pos + 1] = False
-            chunk_of_pos = np.searchsorted(starts, pos, side="right") - 1
-            lens = lens - np.bincount(chunk_of_pos, minlength=len(lens))
+            segment_of_pos = np.searchsorted(starts, pos, side="right") - 1
+            lens = lens - np.bincount(segment_of_pos, minlength=len(lens))
             tokens, rank = tokens[keep], rank[keep]
             new_pos = pos - np.arange(len(pos))  # each earlier merge removed one token before this one
             starts = np.cumsum(lens) - lens
-            at_end = new_pos == starts[chunk_of_pos] + lens[chunk_of_pos] - 1
+            at_end = new_pos == starts[segment_of_pos] + lens[segment_of_pos] - 1
             rank[new_pos[at_end]] = NO_MERGE
             p = new_pos[~at_end]
             rank[p] = pair_ranks.lookup(tokens[p], tokens[p + 1])
-            q = new_pos[new_pos != starts[chunk_of_pos]] - 1
+            q = new_pos[new_pos != starts[segment_of_pos]] - 1
             rank[q] = pair_ranks.lookup(tokens[q], tokens[q + 1])
-        return results
+        owners = np.concatenate(finished_owners)
+        order = np.argsort(owners, kind="stable")  # each round's output is already sorted: a cheap merge
+        return np.concatenate(finished_tokens)[order], np.bincount(owners, minlength=n)
+
+
+def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """The indexes starts[0] .. starts[0] + lens[0] - 1, then the same for starts[1], and so on."""
+    ends = np.cumsum(lens)
+    return np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(starts - (ends - lens), lens)
 
 
 def _leftmost_non_overlapping(pos: np.ndarray) -> np.ndarray:

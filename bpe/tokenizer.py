@@ -199,10 +199,10 @@ class Tokenizer:
         for text in texts:
             self._check_text(text)
         try:
-            return self._encoder.encode_chunks([split(text) for text in texts])
+            return self._encoder.encode_texts(texts, [split(text) for text in texts])
         except UnicodeEncodeError:  # lone surrogates: replace them with U+FFFD, as tiktoken does
             texts = [_fix_surrogates(text) for text in texts]
-            return self._encoder.encode_chunks([split(text) for text in texts])
+            return self._encoder.encode_texts(texts, [split(text) for text in texts])
 
     def _split(self, text: str) -> list[str]:
         if self._regex.groups:  # findall would return the groups, not the whole matches
