@@ -201,7 +201,8 @@ def _merge_bulk(words, freqs, chunk_ids, left, right, new_id):
     """`_merge` on many chunks at once: one `str.replace` on all of them joined, then numpy for the neighbours."""
     chunk_array = np.asarray(chunk_ids)
     chunk_ids = chunk_array.tolist()
-    merged = SEPARATOR.join(itemgetter(*chunk_ids)(words)).replace(chr(left) + chr(right), chr(new_id))
+    pieces = itemgetter(*chunk_ids)(words) if len(chunk_ids) > 1 else [words[chunk_ids[0]]]
+    merged = SEPARATOR.join(pieces).replace(chr(left) + chr(right), chr(new_id))
     for i, word in zip(chunk_ids, merged.split(SEPARATOR)):
         words[i] = word
     tokens = np.frombuffer((SEPARATOR + merged + SEPARATOR).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
