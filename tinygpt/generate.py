@@ -16,6 +16,7 @@ use, so the KV-cache path and the no-cache path see the same tokens and give the
 from __future__ import annotations
 
 import codecs
+import re
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,13 @@ from tinygpt.errors import TinyGPTError
 from tinygpt.sampling import sample_next, validate_sampling
 
 SEPARATOR = "<|endoftext|>"  # the document separator / BOS token (tinygpt.data.DOC_SEPARATOR)
+
+# Defaults of generate() and of the CLI, after llama.cpp's: a little below temperature 1, top-k 40, top-p 0.95.
+DEFAULT_MAX_NEW_TOKENS = 200
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_K = 40
+DEFAULT_TOP_P = 0.95
+DEFAULT_REPETITION_PENALTY = 1.0
 
 
 class Utf8Stream:
@@ -180,6 +188,14 @@ def encode_prompt(tokenizer, prompt: str | Sequence[int], allow_special: bool = 
     return list(tokenizer.encode_ordinary("\n"))  # no separator in this vocabulary: start a new line
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def parse_escapes(text: str) -> str:
+    """Turn the escapes \\n, \\t, \\r and \\\\ typed on a command line into the characters (for stop strings)."""
+    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
+
+
 def special_text_in(tokenizer, prompt: str) -> list[str]:
     """The special tokens whose text appears in `prompt` (to warn that they are read as plain text)."""
     return [name for name in tokenizer.special_tokens if name in prompt]
@@ -222,8 +238,9 @@ class _StopMatcher:
         return out
 
 
-def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens: int = 200,
-             temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, repetition_penalty: float = 1.0,
+def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+             temperature: float = DEFAULT_TEMPERATURE, top_k: int = DEFAULT_TOP_K, top_p: float = DEFAULT_TOP_P,
+             repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
              seed: int | np.random.Generator | None = None, stop: Sequence[str] = (), use_cache: bool = True,
              allow_special: bool = False, stop_at_separator: bool = True,
              context_shift: int | None = None) -> Generation:
