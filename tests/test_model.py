@@ -6,7 +6,7 @@ from tinygpt.config import GPTConfig
 from tinygpt.errors import TinyGPTError
 
 # One tiny shape for every model test, so tinygrad's compiled kernels are shared across tests.
-V, T = 37, 12
+V, T = 260, 12  # the vocabulary of every tiny test model (compiled kernels are shared across tests)
 
 
 def tiny_config(pos="learned", **kw) -> GPTConfig:

@@ -28,19 +28,19 @@ from tinygpt.errors import TinyGPTError
 @dataclass
 class TrainArgs:
     """Optimisation settings (saved in config.json under "train")."""
-    steps: int = 1000           # optimizer steps in the whole run
-    batch_size: int = 16        # sequences per micro-batch
+    steps: int = 300            # optimizer steps in the whole run
+    batch_size: int = 12        # sequences per micro-batch
     lr: float = 1e-3            # peak learning rate
-    warmup: int = 50            # linear warmup steps, then cosine decay to lr * min_lr_ratio
+    warmup: int = 30            # linear warmup steps, then cosine decay to lr * min_lr_ratio
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0      # clip the global gradient norm to this (0: no clipping)
     accum: int = 1              # micro-batches per optimizer step (effective batch = accum * batch_size)
     weight_decay: float = 0.1   # AdamW, on matrices only (see tinygpt.optim)
     beta1: float = 0.9
     beta2: float = 0.95
-    eval_every: int = 100       # validation loss every N steps (and at the end)
+    eval_every: int = 50        # validation loss every N steps (and at the end)
     eval_batches: int = 20      # validation batches per evaluation (covering at most all of val)
-    save_every: int = 200       # checkpoint every N steps (and at the end, and on Ctrl-C / SIGTERM)
+    save_every: int = 100       # checkpoint every N steps (and at the end, and on Ctrl-C / SIGTERM)
     log_every: int = 10         # metrics.jsonl line and progress line every N steps
     seed: int = 1337
 
@@ -261,7 +261,7 @@ def train(run_dir, dataset, tokenizer, config: GPTConfig, args: TrainArgs | None
                         val_loss, val_bpb = evaluate()
                         record.update(val_loss=round(val_loss, 6), val_bpb=round(val_bpb, 6))
                     ckpt.append_metrics(run_dir, record)
-                    eta = _fmt_time(ema_step_s * (args.steps - step))
+                    eta = _fmt_time(ema_step_s * (args.steps - step)) if session_steps > 2 else "--"
                     val = f" | val {val_loss:.4f} ({val_bpb:.3f} bits/byte)" if evaluating else ""
                     log(f"step {step:>{len(str(args.steps))}}/{args.steps} | loss {loss:.4f}{val} | lr {lr:.2e} | "
                         f"{record['tokens_per_s']:,.0f} tok/s | {_fmt_time(elapsed)} elapsed, ETA {eta}")
