@@ -317,6 +317,35 @@ class ChunkEncoder:
         return np.concatenate(finished_tokens)[order], np.bincount(owners, minlength=n)
 
 
+class ByteTable:
+    """The bytes of every id packed in one buffer, to decode long id lists with numpy."""
+
+    def __init__(self, token_bytes: dict[int, bytes]):
+        size = max(token_bytes) + 1
+        self.lens = np.full(size, -1, dtype=np.int32)  # -1: no token has this id
+        self.offsets = np.zeros(size, dtype=np.int64)
+        ids = sorted(token_bytes)
+        self.lens[ids] = [len(token_bytes[i]) for i in ids]
+        self.offsets[ids] = np.cumsum(self.lens[ids]) - self.lens[ids]
+        self.buffer = np.frombuffer(b"".join(token_bytes[i] for i in ids), dtype=np.uint8)
+
+    def join(self, ids: np.ndarray) -> bytes | None:
+        """The bytes of the ids, or None when one of them is not a token."""
+        if len(ids) == 0:
+            return b""
+        if ids.min() < 0 or ids.max() >= len(self.lens):
+            return None
+        lens = self.lens[ids]
+        if lens.min() < 0:
+            return None
+        ends = np.cumsum(lens, dtype=np.int64)
+        total = int(ends[-1])
+        index_type = np.int32 if max(total, len(self.buffer)) < 1 << 31 else np.int64  # int32: half the memory
+        index = np.repeat((self.offsets[ids] - (ends - lens)).astype(index_type), lens)
+        index += np.arange(total, dtype=index_type)
+        return self.buffer[index].tobytes()
+
+
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """The indexes starts[0] .. starts[0] + lens[0] - 1, then the same for starts[1], and so on."""
     ends = np.cumsum(lens)

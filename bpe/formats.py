@@ -10,14 +10,24 @@ id 256 + i. "byte_ids" appears only when the single bytes are not ids 0..255 in 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import re
+import sys
 from collections import Counter
 
 from bpe.atomic import atomic_write_text
 from bpe.errors import TokenizerError
 from bpe.patterns import pattern_name, resolve_pattern
+
+# base64 that rejects stray characters (binascii's strict mode is the fast way, from Python 3.11)
+if sys.version_info >= (3, 11):
+    def _b64decode(text: str) -> bytes:
+        return binascii.a2b_base64(text, strict_mode=True)
+else:
+    def _b64decode(text: str) -> bytes:
+        return base64.b64decode(text, validate=True)
 
 FORMAT_NAME = "bpe-tokenizer"
 FORMAT_VERSION = 1
@@ -172,15 +182,21 @@ def load_tiktoken(path, pattern: str, special_tokens: dict[str, int]):
 
     text = _read_text(path, "tiktoken ranks file")
     ranks: dict[bytes, int] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            token_b64, rank = line.split()
-            ranks[base64.b64decode(token_b64, validate=True)] = int(rank)
-        except ValueError:
-            raise TokenizerError(f"{path} is not a tiktoken ranks file: line {lineno} is not "
-                                 f"'<base64 token> <rank>': {line[:40]!r}") from None
+    try:
+        fields = text.split()
+        if len(fields) % 2:
+            raise ValueError
+        for token_b64, rank in zip(fields[::2], fields[1::2]):
+            ranks[_b64decode(token_b64)] = int(rank)
+    except (ValueError, binascii.Error):
+        for lineno, line in enumerate(text.splitlines(), 1):  # find the line to name in the error
+            try:
+                token_b64, rank = line.split()
+                _b64decode(token_b64), int(rank)
+            except (ValueError, binascii.Error):
+                raise TokenizerError(f"{path} is not a tiktoken ranks file: line {lineno} is not "
+                                     f"'<base64 token> <rank>': {line[:40]!r}") from None
+        raise TokenizerError(f"{path} is not a tiktoken ranks file: expected '<base64 token> <rank>' lines") from None
     tokens = sorted(ranks, key=ranks.__getitem__)
     if [ranks[t] for t in tokens] != list(range(len(tokens))):
         raise TokenizerError(f"{path}: the ranks must be 0..{len(tokens) - 1} without gaps or repeats")
@@ -199,19 +215,23 @@ def load_tiktoken(path, pattern: str, special_tokens: dict[str, int]):
 
 
 def _last_two_pieces(token: bytes, ranks: dict[bytes, int], limit: int) -> list[bytes]:
-    """Run tiktoken's BPE on `token` using only ranks below `limit`; stop at two pieces."""
-    parts = [token[i:i + 1] for i in range(len(token))]
+    """Run tiktoken's BPE on `token` using only ranks below `limit` (lowest rank first, leftmost on a tie)."""
+    if len(token) == 2:
+        return [token[:1], token[1:]]
     get = ranks.get
-    while len(parts) > 2:
-        best, at = limit, -1
-        for i in range(len(parts) - 1):
-            rank = get(parts[i] + parts[i + 1], limit)
-            if rank < best:
-                best, at = rank, i
-        if at < 0:
+    bounds = list(range(len(token) + 1))  # piece k is token[bounds[k]:bounds[k + 1]]
+    pair_ranks = [get(token[i:i + 2], limit) for i in range(len(token) - 1)]  # pieces k and k + 1 joined
+    while len(pair_ranks) > 1:
+        best = min(pair_ranks)
+        if best >= limit:
             break
-        parts[at:at + 2] = [parts[at] + parts[at + 1]]
-    return parts
+        k = pair_ranks.index(best)
+        del bounds[k + 1], pair_ranks[k]
+        if k < len(pair_ranks):
+            pair_ranks[k] = get(token[bounds[k]:bounds[k + 2]], limit)
+        if k > 0:
+            pair_ranks[k - 1] = get(token[bounds[k - 1]:bounds[k + 1]], limit)
+    return [token[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
 
 
 def _unique_token_bytes(tok, what: str) -> list[bytes]:

@@ -11,11 +11,14 @@ from functools import lru_cache
 
 import regex
 
-from bpe.encoder import ChunkEncoder
+import numpy as np
+
+from bpe.encoder import ByteTable, ChunkEncoder
 from bpe.errors import TokenizerError
 from bpe.patterns import resolve_pattern
 
 IDENTITY_BYTES = tuple(range(256))
+DECODE_NUMPY_MIN = 512  # from this many ids on, decoding goes through numpy
 
 
 class Tokenizer:
@@ -47,6 +50,7 @@ class Tokenizer:
         self._decoder = dict(enumerate(token_bytes))
         for text, token in self._special_tokens.items():
             self._decoder[token] = text.encode("utf-8")
+        self._byte_table = ByteTable(self._decoder)
         self._encoder = ChunkEncoder(self._merges, self._byte_ids, token_bytes)
 
     @staticmethod
@@ -228,7 +232,14 @@ class Tokenizer:
     # ---- decoding ----------------------------------------------------------------------------------------
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The bytes the ids stand for."""
+        """The bytes the ids stand for (a list, any iterable of ints, or a numpy integer array)."""
+        if not isinstance(ids, (list, tuple)) and not hasattr(ids, "dtype"):
+            ids = list(ids)
+        if len(ids) >= DECODE_NUMPY_MIN:  # long: gather from one packed buffer with numpy
+            array = np.asarray(ids) if hasattr(ids, "dtype") else np.fromiter(ids, dtype=np.int64, count=len(ids))
+            data = self._byte_table.join(array) if array.dtype.kind in "iu" else None
+            if data is not None:
+                return data
         try:
             return b"".join(map(self._decoder.__getitem__, ids))
         except (KeyError, TypeError):
