@@ -62,6 +62,7 @@ def train_child(impl: str, corpus: str, vocab_size: int, slice_bytes: int) -> di
     text = read_corpus(corpus, slice_bytes)
     pieces = pieces_at_line_starts(text)
     base_rss = peak_rss_mb()
+    cpu_start = time.process_time()  # all threads of this process
     start = time.perf_counter()
     if impl == "rustbpe":
         tok = rustbpe.Tokenizer()
@@ -90,7 +91,8 @@ def train_child(impl: str, corpus: str, vocab_size: int, slice_bytes: int) -> di
         for left, right in merges:
             vocab.append(vocab[left] + vocab[right])
         ranked = vocab[256:]
-    result = {"impl": impl, "seconds": seconds, "peak_mb": peak_rss_mb(), "base_mb": base_rss,
+    result = {"impl": impl, "seconds": seconds, "cpu_seconds": time.process_time() - cpu_start,
+              "peak_mb": peak_rss_mb(), "base_mb": base_rss,
               "bytes": len(text.encode("utf-8"))}
     if ranked is not None:
         result["merges"] = len(ranked)
@@ -132,59 +134,70 @@ def read_corpus(path, slice_bytes: int = 0) -> str:
     return data.decode("utf-8", errors="ignore")  # a slice may cut the last character
 
 
-def run_train(impl, corpus, vocab_size, slice_bytes, repeats) -> dict:
-    """Median time and max peak memory of `repeats` fresh-process training runs."""
-    runs = []
+def train_once(impl, corpus, vocab_size, slice_bytes) -> dict:
+    """One training run in a fresh subprocess."""
+    cmd = [sys.executable, __file__, "--child", impl, str(corpus), str(vocab_size), str(slice_bytes)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{impl} training failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_train(impls, corpus, vocab_size, slice_bytes, repeats) -> dict:
+    """Per trainer: median time and max peak memory of `repeats` fresh-process runs.
+
+    The trainers take turns (A B C A B C ...), so a burst of load from elsewhere hits them alike.
+    """
+    runs = {impl: [] for impl in impls}
     for _ in range(repeats):
-        cmd = [sys.executable, __file__, "--child", impl, str(corpus), str(vocab_size), str(slice_bytes)]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(f"{impl} training failed: {out.stderr.strip().splitlines()[-1:]}")
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    result = dict(runs[-1])
-    result["seconds"] = statistics.median(r["seconds"] for r in runs)
-    result["all_seconds"] = [r["seconds"] for r in runs]
-    result["peak_mb"] = max(r["peak_mb"] for r in runs)
-    return result
+        for impl in impls:
+            runs[impl].append(train_once(impl, corpus, vocab_size, slice_bytes))
+    results = {}
+    for impl, rs in runs.items():
+        result = dict(rs[-1])
+        result["seconds"] = statistics.median(r["seconds"] for r in rs)
+        result["cpu_seconds"] = statistics.median(r["cpu_seconds"] for r in rs)
+        result["all_seconds"] = [r["seconds"] for r in rs]
+        result["peak_mb"] = max(r["peak_mb"] for r in rs)
+        results[impl] = result
+    return results
 
 
 # --------------------------------------------------------------------------------------------- encoding
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def bench_encoding(name, text, ours_factory, reference, repeats) -> dict:
-    """encode_ordinary, decode and encode_batch MB/s of ours vs tiktoken on `text`; ids must be identical."""
+    """encode_ordinary, decode and encode_batch MB/s of ours vs tiktoken on `text`; ids must be identical.
+
+    Ours and tiktoken take turns in every repeat (medians are taken after), so load from elsewhere hits both.
+    Each timed encode of ours uses a freshly built tokenizer: a chunk cache warmed by the previous run would
+    flatter it (tiktoken has no such cache); the warm figure (the same text again, all cache hits) is kept too.
+    """
     mb = len(text.encode("utf-8")) / 1e6
     ours = ours_factory()
     ours_ids = ours.encode_ordinary(text)
     ref_ids = reference.encode_ordinary(text)
-    # Each timed run of ours uses a freshly built tokenizer: a chunk cache warmed by the previous run would flatter
-    # it (tiktoken has no such cache). The warm figure (same text again) is reported beside it.
-    enc_times = []
+    docs = text.splitlines(keepends=True)
+    times = {key: [] for key in ("enc", "warm", "ref_enc", "dec", "ref_dec", "batch", "ref_batch")}
     for _ in range(repeats):
         tok = ours_factory()
-        start = time.perf_counter()
-        tok.encode_ordinary(text)
-        enc_times.append(time.perf_counter() - start)
-    ours_enc = statistics.median(enc_times)
-    ours_warm = median_time(lambda: tok.encode_ordinary(text), repeats)  # the same text again: all cache hits
-    ref_enc = median_time(lambda: reference.encode_ordinary(text), repeats)
-    ours_dec = median_time(lambda: ours.decode(ours_ids), repeats)
-    ref_dec = median_time(lambda: reference.decode(ref_ids), repeats)
-    docs = text.splitlines(keepends=True)
-    batch_tok = ours_factory()
-    ours_batch = median_time(lambda: batch_tok.encode_batch(docs), 1)
-    ref_batch = median_time(lambda: reference.encode_ordinary_batch(docs), 1)
+        times["enc"].append(timed(lambda: tok.encode_ordinary(text)))
+        times["ref_enc"].append(timed(lambda: reference.encode_ordinary(text)))
+        times["warm"].append(timed(lambda: tok.encode_ordinary(text)))
+        times["dec"].append(timed(lambda: ours.decode(ours_ids)))
+        times["ref_dec"].append(timed(lambda: reference.decode(ref_ids)))
+        batch_tok = ours_factory()
+        times["batch"].append(timed(lambda: batch_tok.encode_batch(docs)))
+        times["ref_batch"].append(timed(lambda: reference.encode_ordinary_batch(docs)))
+    mbs = {key: mb / statistics.median(ts) for key, ts in times.items()}
     return {"name": name, "mb": mb, "tokens": len(ours_ids), "ids_identical": ours_ids == ref_ids,
-            "encode_mbs": mb / ours_enc, "warm_encode_mbs": mb / ours_warm, "tiktoken_encode_mbs": mb / ref_enc,
-            "decode_mbs": mb / ours_dec, "tiktoken_decode_mbs": mb / ref_dec,
-            "batch_mbs": mb / ours_batch, "tiktoken_batch_mbs": mb / ref_batch, "batch_docs": len(docs)}
+            "encode_mbs": mbs["enc"], "warm_encode_mbs": mbs["warm"], "tiktoken_encode_mbs": mbs["ref_enc"],
+            "decode_mbs": mbs["dec"], "tiktoken_decode_mbs": mbs["ref_dec"],
+            "batch_mbs": mbs["batch"], "tiktoken_batch_mbs": mbs["ref_batch"], "batch_docs": len(docs)}
 
 
 def encoding_suite(corpus: Path, text: str, corpora_dir: Path, vocab: int, repeats: int, tmp: Path) -> list[dict]:
@@ -195,7 +208,7 @@ def encoding_suite(corpus: Path, text: str, corpora_dir: Path, vocab: int, repea
     from bpe.patterns import PATTERNS
     results = []
     mb = len(text.encode("utf-8")) / 1e6
-    floor = median_time(lambda: regex.findall(PATTERNS["gpt4"], text), repeats)
+    floor = statistics.median(timed(lambda: regex.findall(PATTERNS["gpt4"], text)) for _ in range(repeats))
     results.append({"name": "regex.findall floor", "encode_mbs": mb / floor})
 
     cl100k = corpora_dir / "cl100k_base.tiktoken"
@@ -315,16 +328,13 @@ def main(argv=None) -> int:
     skipped = [name for name in CORPORA if not (args.corpora / name).is_file()]
     for corpus in corpora:
         for vocab in vocabs:
-            row = {"corpus": corpus.stem, "vocab": vocab}
-            for impl in TRAINERS:
-                print(f"train {impl:8s} V={vocab:<6} {corpus.name}", file=sys.stderr, flush=True)
-                row[impl] = run_train(impl, corpus, vocab, slice_bytes, repeats)
+            print(f"train {'/'.join(TRAINERS)} V={vocab} {corpus.name}", file=sys.stderr, flush=True)
+            row = {"corpus": corpus.stem, "vocab": vocab, **run_train(TRAINERS, corpus, vocab, slice_bytes, repeats)}
             row["merges_identical_to_rustbpe"] = row["ours"]["ranks_sha256"] == row["rustbpe"]["ranks_sha256"]
             report["train"].append(row)
         print(f"train naive/ours V={naive_vocab} on {naive_slice} bytes of {corpus.name}", file=sys.stderr, flush=True)
         naive = {"corpus": corpus.stem, "vocab": naive_vocab, "slice_bytes": naive_slice,
-                 "naive": run_train("naive", corpus, naive_vocab, naive_slice, 1),
-                 "ours": run_train("ours", corpus, naive_vocab, naive_slice, 1)}
+                 **run_train(("naive", "ours"), corpus, naive_vocab, naive_slice, 1)}
         naive["merges_identical_to_naive"] = naive["ours"]["ranks_sha256"] == naive["naive"]["ranks_sha256"]
         report["naive"].append(naive)
         print(f"encode {corpus.name}", file=sys.stderr, flush=True)
