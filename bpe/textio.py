@@ -36,7 +36,8 @@ def total_bytes(paths: Iterable) -> int:
 
 def read_text_blocks(paths, errors: str = "strict", block_size: int = 1 << 20,
                      progress: Callable[[int], None] | None = None, allow_empty: bool = False) -> Iterator[str]:
-    """Yield the text of `paths` (one path or several, read in order) in blocks of about `block_size` bytes.
+    """Yield the text of `paths` (one path or several, read in order, as if concatenated) in blocks of about
+    `block_size` bytes.
 
     A block never ends inside a UTF-8 character. `errors="strict"` stops at the first invalid byte with a
     one-line `TokenizerError` naming the file, byte offset and line; `errors="replace"` turns invalid bytes

@@ -71,6 +71,16 @@ def test_train_same_as_library(trained, tmp_path):
     assert direct.merges == load(tok_path).merges
 
 
+def test_train_on_several_files_reads_them_as_one_stream(tmp_path):
+    from bpe.tokenizer import Tokenizer
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text(CORPUS[:500], encoding="utf-8")
+    b.write_text(CORPUS[500:], encoding="utf-8")
+    code, _, err = bpe("train", a, b, "--vocab", 290, "-o", tmp_path / "t.json", "-q")
+    assert code == 0 and err == ""
+    assert load(tmp_path / "t.json").merges == Tokenizer.train(CORPUS, 290).merges
+
+
 def test_encode_decode_round_trip(trained, tmp_path):
     _, tok, _, _ = trained
     text = "Hello world, 水浒传! 🙂"
