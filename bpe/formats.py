@@ -80,7 +80,7 @@ def save_json(tok, path) -> None:
         return token if data in shared else bytes_to_text(data)
 
     doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "pattern": tok.pattern,
-           "pattern_name": pattern_name(tok.pattern), "vocab_size": tok.vocab_size,
+           "pattern_name": pattern_name(tok.pattern), "vocab_size": tok.vocab_size, "num_merges": len(tok.merges),
            "special_tokens": tok.special_tokens}
     if tok.byte_ids != list(range(256)):
         doc["byte_ids"] = tok.byte_ids
@@ -159,6 +159,9 @@ def load_json(path):
         data = token_bytes[pair[0]] + token_bytes[pair[1]]
         token_bytes[new_id] = data
         ids_of.setdefault(data, new_id)
+    if "num_merges" in doc and doc["num_merges"] != len(merges):
+        raise TokenizerError(f"{path} is damaged: it says {doc['num_merges']} merges but holds {len(merges)} "
+                             f"(truncated or edited?)")
     try:
         tok = Tokenizer(merges, resolve_pattern(pattern), specials, byte_ids)
     except TokenizerError as e:
@@ -281,6 +284,8 @@ def save_huggingface(tok, path) -> None:
         return "".join(alphabet[b] for b in data)
 
     vocab = {as_unicode(data): token for token, data in enumerate(token_bytes)}
+    # special tokens go in the model's vocab too, or Hugging Face renumbers them after the last merge
+    vocab.update(tok.special_tokens)
     merges = [[as_unicode(token_bytes[a]), as_unicode(token_bytes[b])] for a, b in tok.merges]
     added = [{"id": token, "content": text, "single_word": False, "lstrip": False, "rstrip": False,
               "normalized": False, "special": True} for text, token in tok.special_tokens.items()]

@@ -222,7 +222,7 @@ class Tokenizer:
         if allowed_special == "all":
             return frozenset(self._special_tokens)
         allowed = frozenset([allowed_special] if isinstance(allowed_special, str) else allowed_special)
-        return allowed & self._special_tokens.keys()  # like tiktoken, names that are not special are ignored
+        return frozenset(allowed & self._special_tokens.keys())  # like tiktoken, names that are not special are ignored
 
     def _disallowed(self, disallowed_special, allowed: frozenset[str]) -> frozenset[str]:
         if disallowed_special == "all":
