@@ -14,7 +14,7 @@ How it stays fast in pure Python:
 - An index maps each pair to the chunks holding it, so a merge visits only those chunks and updates the counts
   of the neighbouring pairs by the difference (+/- deltas), never recounting everything.
 """
-from collections import defaultdict
+import gc
 from heapq import heapify, heappop, heappush, heapreplace
 from operator import itemgetter
 from typing import Callable, Mapping
@@ -31,6 +31,7 @@ MAX_ID = 0x10FFFE  # token ids are character codes; 0x10FFFF separates chunks in
 SEPARATOR_ID = 0x10FFFF
 SEPARATOR = chr(SEPARATOR_ID)
 BULK_CHUNKS = 256  # merges touching at least this many chunks are done on all of them at once, with numpy
+DEFER_COUNT = 1  # pairs this rare wait off the heap until the best count falls this low (most never get there)
 
 
 def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
@@ -43,6 +44,19 @@ def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
         raise ValueError(f"num_merges must be >= 0, got {num_merges}")
     if 256 + num_merges > MAX_ID:
         raise ValueError(f"num_merges must be <= {MAX_ID - 256}, got {num_merges}")
+    # Training creates millions of small lists that never form cycles; the cyclic garbage collector would scan
+    # them again and again (about 40% of the time), so it is paused meanwhile.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _train(chunk_counts, num_merges, progress)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _train(chunk_counts, num_merges, progress):
+    """train_merges, with its arguments checked."""
     words: list[str] = []
     freqs: list[int] = []
     for chunk, count in chunk_counts.items():
@@ -50,16 +64,23 @@ def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
             words.append(chunk.decode("latin-1"))  # one character per byte, character code = byte value
             freqs.append(count)
     freqs_array = np.asarray(freqs, dtype=np.int64)
-    pair_counts, where = _count_byte_pairs(words, freqs_array)
-    heap = [-(count << PAIR_BITS) | pair for pair, count in pair_counts.items()]
+    pairs = _count_byte_pairs(words, freqs_array)  # pair -> [weighted count, chunks that may hold it]
+    heap = [-(entry[0] << PAIR_BITS) | pair for pair, entry in pairs.items()]
     heapify(heap)
+    deferred: list[int] | None = []  # new pairs seen only DEFER_COUNT times or less: kept off the heap until needed
 
     merges: list[tuple[int, int]] = []
     report_every = max(1, num_merges // 100)
-    while len(merges) < num_merges and heap:
+    while len(merges) < num_merges:
+        if deferred is not None and (not heap or -(heap[0] >> PAIR_BITS) <= DEFER_COUNT):
+            heap += [-(pairs[p][0] << PAIR_BITS) | p for p in deferred if pairs[p][0] > 0]
+            heapify(heap)
+            deferred = None
+        if not heap:
+            break
         top = heap[0]
         pair = top & PAIR_MASK
-        count = pair_counts.get(pair, 0)
+        count = pairs[pair][0]
         if count != -(top >> PAIR_BITS):  # stale entry: counts only go down, so fix it and look again
             if count > 0:
                 heapreplace(heap, -(count << PAIR_BITS) | pair)
@@ -70,28 +91,35 @@ def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
         left, right = pair >> ID_BITS, pair & ID_MASK
         new_id = 256 + len(merges)
         merges.append((left, right))
-        del pair_counts[pair]
-        chunk_ids = where.pop(pair)
-        merge = _merge_bulk if len(chunk_ids) >= BULK_CHUNKS else _merge
-        lefts, rights = merge(words, freqs_array if merge is _merge_bulk else freqs, chunk_ids, left, right, new_id)
+        chunk_ids = pairs.pop(pair)[1]
+        if len(chunk_ids) >= BULK_CHUNKS:
+            lefts, rights = _merge_bulk(words, freqs_array, chunk_ids, left, right, new_id)
+        else:
+            lefts, rights = _merge(words, freqs, chunk_ids, left, right, new_id)
         # Every pair touching the new token is new; the pair it replaced is gone: (x, left) on the left of
         # the new token, (right, y) on its right, and (right, left) between two new tokens.
-        for x, (n, chunks) in lefts.items():
+        for x, entry in lefts.items():
             new_pair = x << ID_BITS | new_id
-            pair_counts[new_pair] = n
-            heappush(heap, -(n << PAIR_BITS) | new_pair)
-            where[new_pair] = chunks
+            pairs[new_pair] = entry
+            n = entry[0]
+            if deferred is not None and n <= DEFER_COUNT:
+                deferred.append(new_pair)
+            else:
+                heappush(heap, -(n << PAIR_BITS) | new_pair)
             old_pair = (right if x == new_id else x) << ID_BITS | left
             if old_pair != pair:
-                pair_counts[old_pair] -= n
-        for y, (n, chunks) in rights.items():
+                pairs[old_pair][0] -= n
+        for y, entry in rights.items():
             new_pair = new_id << ID_BITS | y
-            pair_counts[new_pair] = n
-            heappush(heap, -(n << PAIR_BITS) | new_pair)
-            where[new_pair] = chunks
+            pairs[new_pair] = entry
+            n = entry[0]
+            if deferred is not None and n <= DEFER_COUNT:
+                deferred.append(new_pair)
+            else:
+                heappush(heap, -(n << PAIR_BITS) | new_pair)
             old_pair = right << ID_BITS | y
             if old_pair != pair:
-                pair_counts[old_pair] -= n
+                pairs[old_pair][0] -= n
         if progress is not None and len(merges) % report_every == 0:
             progress(len(merges), num_merges)
     if progress is not None:
@@ -99,10 +127,10 @@ def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
     return merges
 
 
-def _count_byte_pairs(words: list[str], freqs: np.ndarray) -> tuple[dict[int, int], dict[int, list[int]]]:
-    """Initial pair counts {pair: weighted count} and index {pair: chunk numbers}, computed with numpy."""
+def _count_byte_pairs(words: list[str], freqs: np.ndarray) -> dict[int, list]:
+    """The pairs of bytes in the chunks: {pair: [weighted count, chunks holding it]}, computed with numpy."""
     if not words:
-        return {}, {}
+        return {}
     lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     tokens = np.frombuffer("".join(words).encode("latin-1"), dtype=np.uint8).astype(np.uint16)
     chunk_of = np.repeat(np.arange(len(words)), lengths)
@@ -110,16 +138,11 @@ def _count_byte_pairs(words: list[str], freqs: np.ndarray) -> tuple[dict[int, in
     inside = chunk_of[:-1] == chunk_of[1:]  # adjacent positions within one chunk
     byte_pairs = (tokens[:-1] << 8 | tokens[1:])[inside]  # 16 bits, so numpy sorts them with a radix sort
     grouped = _group(byte_pairs, chunk_of[:-1][inside], weight[:-1][inside])
-    pair_counts, where = {}, {}
-    for byte_pair, (n, chunks) in grouped.items():
-        pair = (byte_pair >> 8) << ID_BITS | byte_pair & 0xFF
-        pair_counts[pair] = n
-        where[pair] = chunks
-    return pair_counts, where
+    return {(byte_pair >> 8) << ID_BITS | byte_pair & 0xFF: entry for byte_pair, entry in grouped.items()}
 
 
 def _group(keys: np.ndarray, chunk_of: np.ndarray, weight: np.ndarray) -> dict[int, tuple[int, list[int]]]:
-    """{key: (total weight, array of its distinct chunks in increasing order)} from parallel arrays."""
+    """{key: [total weight, array of its distinct chunks in increasing order]} from parallel arrays."""
     if len(keys) == 0:
         return {}
     if keys.dtype.itemsize > 2 and keys.max() <= 0xFFFF:
@@ -133,14 +156,14 @@ def _group(keys: np.ndarray, chunk_of: np.ndarray, weight: np.ndarray) -> dict[i
     kept_chunks = chunk_of[distinct]
     kept_keys = keys[distinct]
     bounds = np.flatnonzero(np.diff(kept_keys, prepend=kept_keys[0] ^ 1)).tolist() + [len(kept_chunks)]
-    return {key: (totals[k], kept_chunks[bounds[k]:bounds[k + 1]]) for k, key in enumerate(keys[starts].tolist())}
+    return {key: [totals[k], kept_chunks[bounds[k]:bounds[k + 1]]] for k, key in enumerate(keys[starts].tolist())}
 
 
 def _merge(words, freqs, chunk_ids, left, right, new_id):
     """Merge (left, right) -> new_id in the listed chunks (a superset of those holding the pair).
 
-    Returns the neighbours of the new token: {x: (weighted count, chunks)} for the pairs (x, new) on its left
-    ((new, new) included) and {y: (weighted count, chunks)} for the pairs (new, y) on its right.
+    Returns the neighbours of the new token: {x: [weighted count, chunks]} for the pairs (x, new) on its left
+    ((new, new) included) and {y: [weighted count, chunks]} for the pairs (new, y) on its right.
     """
     if type(chunk_ids) is not list:
         chunk_ids = chunk_ids.tolist()
