@@ -225,12 +225,13 @@ class ChunkEncoder:
             byte_ids = np.array(self.byte_ids, dtype=np.int32)
             # the rank of every pair of raw bytes, for the first round
             byte_pair_ranks = pair_ranks.lookup(np.repeat(byte_ids, 256), np.tile(byte_ids, 256))
-            # crossable[b1 << 8 | b2]: some token holds the bytes b1 b2 side by side. Where it does not, no merge
-            # can ever join the bytes before and after that point, so the two sides encode independently.
-            crossable = np.zeros(1 << 16, dtype=bool)
+            # first_join[b1 << 8 | b2]: the rank of the first merge that joins a token ending in byte b1 to one
+            # starting with b2. No merge ranked lower can ever join the two sides of that byte boundary.
+            first_join = np.full(1 << 16, NO_MERGE, dtype=np.int32)
             tb = self.token_bytes
-            crossable[[tb[left][-1] << 8 | tb[right][0] for left, right in self.merges]] = True
-            self._tables = pair_ranks, byte_ids, byte_pair_ranks, crossable
+            boundary = np.array([tb[left][-1] << 8 | tb[right][0] for left, right in self.merges], dtype=np.int64)
+            np.minimum.at(first_join, boundary, np.arange(256, 256 + len(self.merges), dtype=np.int32))
+            self._tables = pair_ranks, byte_ids, byte_pair_ranks, first_join
         return self._tables
 
     def merge_numpy(self, raw: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -240,9 +241,9 @@ class ChunkEncoder:
         mostly between characters): the pieces encode independently, are short, and repeat, so each distinct
         short piece is encoded once.
         """
-        crossable = self._numpy_tables()[3]
+        first_join = self._numpy_tables()[3]
         cut = np.empty(len(raw), dtype=bool)
-        cut[1:] = ~crossable[raw[:-1].astype(np.int32) << 8 | raw[1:]]
+        cut[1:] = first_join[raw[:-1].astype(np.int32) << 8 | raw[1:]] == NO_MERGE
         cut[starts] = True
         piece_starts = np.flatnonzero(cut)
         piece_lens = np.diff(piece_starts, append=len(raw))
@@ -270,15 +271,24 @@ class ChunkEncoder:
         """BPE on the byte strings raw[starts[i]:starts[i + 1]] all at once (no whole-token shortcut).
 
         Returns all their ids, in order, and how many ids each string got.
+
+        Each round merges, in every string, (1) every occurrence of its lowest-ranked pair and (2) every pair
+        that nothing can take a token from before its turn: `wall[i]`, the first rank able to join anything
+        across the boundary after token i, only depends on the bytes there, so a pair whose rank is below the
+        wall on its left and not above the wall on its right merges now exactly as it would in its turn.
         """
-        pair_ranks, byte_ids, byte_pair_ranks, _ = self._numpy_tables()
+        pair_ranks, byte_ids, byte_pair_ranks, first_join = self._numpy_tables()
         n = len(starts)
         lens = np.diff(starts, append=len(raw))
         tokens = byte_ids[raw]
         # rank[i] is the rank of the pair (tokens[i], tokens[i + 1]); NO_MERGE at the last token of a string
+        bigrams = raw[:-1].astype(np.int32) << 8 | raw[1:]
         rank = np.empty(len(raw), dtype=np.int32)
-        rank[:-1] = byte_pair_ranks[raw[:-1].astype(np.int32) << 8 | raw[1:]]
-        rank[starts + lens - 1] = NO_MERGE
+        rank[:-1] = byte_pair_ranks[bigrams]
+        wall = np.empty(len(raw), dtype=np.int32)
+        wall[:-1] = first_join[bigrams]
+        ends = starts + lens - 1
+        rank[ends] = wall[ends] = NO_MERGE
         owner = np.arange(n)  # which string each live segment is
         finished_tokens, finished_owners = [], []
         while len(lens):
@@ -292,18 +302,23 @@ class ChunkEncoder:
                 if not live.any():
                     break
                 live_tokens = ~done_tokens
-                tokens, rank = tokens[live_tokens], rank[live_tokens]
+                tokens, rank, wall = tokens[live_tokens], rank[live_tokens], wall[live_tokens]
                 lens, owner, lowest = lens[live], owner[live], lowest[live]
                 starts = np.cumsum(lens) - lens
-            pos = np.flatnonzero(rank == np.repeat(lowest, lens))
+            merge = rank == np.repeat(lowest, lens)
+            free = rank < NO_MERGE
+            free[1:] &= wall[:-1] > rank[1:]  # nothing joins into token i from the left before this rank
+            free[:-1] &= wall[1:] >= rank[:-1]  # nor into token i + 1 from the right
+            pos = np.flatnonzero(merge | free)
             if len(pos) > 1 and (pos[1:] == pos[:-1] + 1).any():
                 pos = _leftmost_non_overlapping(pos)
             tokens[pos] = rank[pos]
+            wall[pos] = wall[pos + 1]  # the merged token's right boundary is token i + 1's
             keep = np.ones(len(tokens), dtype=bool)
             keep[pos + 1] = False
             segment_of_pos = np.searchsorted(starts, pos, side="right") - 1
             lens = lens - np.bincount(segment_of_pos, minlength=len(lens))
-            tokens, rank = tokens[keep], rank[keep]
+            tokens, rank, wall = tokens[keep], rank[keep], wall[keep]
             new_pos = pos - np.arange(len(pos))  # each earlier merge removed one token before this one
             starts = np.cumsum(lens) - lens
             at_end = new_pos == starts[segment_of_pos] + lens[segment_of_pos] - 1
