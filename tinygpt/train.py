@@ -309,8 +309,16 @@ def train_on_corpus(corpus=None, out="runs/default", tokenizer=None, vocab: int 
     from corpora import DEFAULT_CORPUS, is_docs_corpus, resolve_corpus
     from tinygpt.data import prepare_dataset
 
+    from tinygpt.device import resolve_device
+
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     out = Path(out)
+    resolve_device(device)  # bad flags fail before any slow work
+    if args is not None:
+        args.validate()
+    if not resume:
+        GPTConfig(vocab_size=1, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
+                  dropout=dropout, pos=pos)
     if resume:
         if not ckpt.run_exists(out):
             raise TinyGPTError(f"nothing to resume: {out / ckpt.STATE} does not exist (drop --resume to start a run)")

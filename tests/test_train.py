@@ -1,0 +1,175 @@
+"""Training: the loss goes down, resume is exact, NaN stops cleanly, signals checkpoint, bad input is one line."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinygpt import checkpoint as ckpt
+from tinygpt.config import GPTConfig
+from tinygpt.errors import TinyGPTError
+from tinygpt.train import TrainArgs, train
+
+REPO = Path(__file__).resolve().parent.parent
+V = 260  # same tiny shapes as tests/test_model.py and tests/test_checkpoint.py: compiled kernels are shared
+TINY_FLAGS = ["--batch-size", "4", "--block-size", "16", "--n-layer", "2", "--n-head", "2", "--n-embd", "16"]
+
+
+def tiny_config(**kw) -> GPTConfig:
+    return GPTConfig(vocab_size=V, n_layer=2, n_head=2, n_embd=16, block_size=16, **kw)
+
+
+def tiny_args(**kw) -> TrainArgs:
+    base = dict(steps=6, batch_size=4, lr=1e-2, warmup=2, eval_every=3, eval_batches=2, save_every=100, log_every=1)
+    return TrainArgs(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    """A learnable token stream (a cycle of 40 ids) as a TokenDataset, without any tokenizer or file."""
+    from tinygpt.data import TokenDataset
+    tokens = np.tile(np.arange(40, dtype=np.uint16), 100)
+    return TokenDataset(tokens, n_train=3600, train_bytes=3600 * 2, val_bytes=400 * 2, vocab_size=V)
+
+
+def quiet(line):
+    pass
+
+
+def test_a_few_steps_lower_the_loss_and_write_metrics(tmp_path, dataset):
+    result = train(tmp_path, dataset, None, tiny_config(), tiny_args(), log=quiet)
+    records = ckpt.read_metrics(tmp_path)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert records[-1]["loss"] < records[0]["loss"] - 0.5  # ln(260) = 5.56 at the start
+    for r in records:
+        assert {"step", "loss", "lr", "tokens_per_s", "elapsed_s"} <= r.keys()
+        assert ("val_loss" in r) == (r["step"] in (3, 6)) and ("val_bpb" in r) == ("val_loss" in r)
+    assert result.val_loss == pytest.approx(records[-1]["val_loss"], abs=1e-5)
+    assert result.val_bpb == pytest.approx(result.val_loss * 3600 / 3600 / 2 / np.log(2), rel=1e-3)
+    assert records[1]["lr"] == pytest.approx(1e-2) and records[0]["lr"] == pytest.approx(5e-3)  # warmup
+    assert ckpt.read_state(tmp_path)["step"] == 6 and result.step == 6 and not result.interrupted
+
+
+def test_a_resumed_run_equals_the_uninterrupted_run(tmp_path, dataset):
+    """Dropout and accumulation on, so both RNGs (data windows and dropout masks) must be restored."""
+    config, args = tiny_config(dropout=0.1), tiny_args(accum=2)
+    whole = train(tmp_path / "whole", dataset, None, config, args, log=quiet)
+    first = train(tmp_path / "split", dataset, None, config, args, log=quiet, on_step=lambda step, rec: step == 3)
+    assert first.interrupted and first.step == 3 and ckpt.read_state(tmp_path / "split")["step"] == 3
+    second = train(tmp_path / "split", dataset, None, config, args, resume=True, log=quiet)
+    assert second.step == 6 and second.loss == whole.loss and second.val_loss == whole.val_loss
+    a, _ = ckpt.read_safetensors(tmp_path / "whole" / ckpt.MODEL)
+    b, _ = ckpt.read_safetensors(tmp_path / "split" / ckpt.MODEL)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    drop = ("elapsed_s", "tokens_per_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in ckpt.read_metrics(tmp_path / "split")] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in ckpt.read_metrics(tmp_path / "whole")]
+
+
+def test_a_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, dataset):
+    args = tiny_args(lr=1e38, grad_clip=0.0, warmup=0, save_every=1, steps=20)
+    with pytest.raises(TinyGPTError) as e:
+        train(tmp_path, dataset, None, tiny_config(), args, log=quiet)
+    message = str(e.value)
+    assert "\n" not in message and "loss became nan" in message and "training stopped" in message
+    saved = ckpt.read_state(tmp_path)["step"]
+    assert f"last good checkpoint (step {saved})" in message
+    assert ckpt.read_metrics(tmp_path)[-1]["step"] == saved  # nothing logged for the failed step
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(steps=0), "steps must be at least 1"),
+    (dict(lr=-1.0), "lr must be a positive number"),
+    (dict(grad_clip=-1.0), "grad_clip must be >= 0"),
+])
+def test_bad_training_arguments(tmp_path, dataset, kwargs, message):
+    with pytest.raises(TinyGPTError, match=message):
+        train(tmp_path, dataset, None, tiny_config(), tiny_args(**kwargs), log=quiet)
+
+
+def test_block_size_larger_than_the_corpus(tmp_path, dataset):
+    with pytest.raises(TinyGPTError, match="corpus too small for block_size 1000"):
+        train(tmp_path, dataset, None, GPTConfig(vocab_size=V, n_layer=1, n_head=1, n_embd=8, block_size=1000),
+              tiny_args(), log=quiet)
+
+
+# --- the command line --------------------------------------------------------------------------------------------
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYGPT_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "story.txt"
+    path.write_text("".join(f"The {a} fox saw the {b} dog near the river, and it ran home.\n"
+                            for a in ("quick", "slow", "red", "old") for b in ("lazy", "big", "small") for _ in range(4)))
+    return path
+
+
+def cli_error(capsys, *args) -> str:
+    """Run `tinygpt train ARGS` in-process; return its error line, asserting exit status 1 and no traceback."""
+    from cli.tinygpt_cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["train", *args])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert e.value.code == 1 and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    assert sum(line.startswith("error") for line in lines) == 1, err
+    return lines[-1]
+
+
+def test_cli_bad_input_is_one_line(tmp_path, corpus, capsys):
+    out = str(tmp_path / "run")
+    assert "missing.txt" in cli_error(capsys, "--corpus", str(tmp_path / "missing.txt"), "--out", out)
+    (tmp_path / "empty.txt").write_text("")
+    assert "empty" in cli_error(capsys, "--corpus", str(tmp_path / "empty.txt"), "--out", out)
+    base = ["--corpus", str(corpus), "--vocab", str(V), "--out", out]
+    assert "n_embd (30) must be divisible by n_head (4)" in cli_error(capsys, *base, "--n-embd", "30", "--n-head", "4")
+    assert "corpus too small for block_size 4096" in cli_error(capsys, *base, "--block-size", "4096")
+    assert "device 'nosuchdevice' is not available here; usable devices:" in \
+        cli_error(capsys, *base, "--device", "nosuchdevice")
+    assert "nothing to resume" in cli_error(capsys, "--out", str(tmp_path / "none"), "--resume")
+    assert "either --tokenizer or --vocab" in cli_error(capsys, *base, "--tokenizer", "t.json")
+
+
+def test_cli_resume_of_a_corrupted_checkpoint_is_one_line(tmp_path, capsys):
+    from tinygrad import Tensor
+    from bpe import Tokenizer
+    from tinygpt.model import GPT
+    from tinygpt.optim import make_optimizer, optimizer_state
+    run = tmp_path / "run"
+    model = GPT(tiny_config())
+    ckpt.save_run_config(run, model.config, {"steps": 4}, {"corpus": ["x.txt"], "docs": False})
+    ckpt.save_tokenizer(run, Tokenizer.train("abc abd abe\n" * 5, V))
+    ckpt.save_checkpoint(run, model, optimizer_state(make_optimizer(model.state_dict(), 1e-3)), {"step": 2})
+    assert Tensor  # (imported for the model's tensors)
+    (run / ckpt.MODEL).write_bytes((run / ckpt.MODEL).read_bytes()[:200])
+    from tinygpt.checkpoint import load_run
+    with pytest.raises(TinyGPTError, match="model.safetensors: corrupt or truncated"):
+        load_run(run)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_writes_a_checkpoint_then_exits(tmp_path, corpus, sig):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cli.tinygpt_cli", "train", "--corpus", str(corpus), "--vocab", str(V),
+           "--out", str(run), "--steps", "100000", "--save-every", "100000", "--eval-every", "100000", *TINY_FLAGS]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.time() + 400
+        while not ckpt.read_metrics(run) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)  # wait for the first step (compilation takes a while)
+        assert ckpt.read_metrics(run), proc.stderr.read() if proc.poll() is not None else "no step in time"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "saving a checkpoint" in err and "interrupted at step" in err and "Traceback" not in err
+    state = json.loads((run / ckpt.STATE).read_text())
+    assert state["step"] >= 1 and (run / ckpt.MODEL).is_file() and (run / ckpt.TOKENIZER).is_file()
+    ckpt.load_run(run)  # the checkpoint is complete and loads
