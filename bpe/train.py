@@ -99,6 +99,7 @@ def _train(chunk_counts, num_merges, progress):
         # Every pair touching the new token is new; the pair it replaced is gone: (x, left) on the left of
         # the new token, (right, y) on its right, and (right, left) between two new tokens.
         for x, entry in lefts.items():
+            x = ord(x)
             new_pair = x << ID_BITS | new_id
             pairs[new_pair] = entry
             n = entry[0]
@@ -110,6 +111,7 @@ def _train(chunk_counts, num_merges, progress):
             if old_pair != pair:
                 pairs[old_pair][0] -= n
         for y, entry in rights.items():
+            y = ord(y)
             new_pair = new_id << ID_BITS | y
             pairs[new_pair] = entry
             n = entry[0]
@@ -162,8 +164,8 @@ def _group(keys: np.ndarray, chunk_of: np.ndarray, weight: np.ndarray) -> dict[i
 def _merge(words, freqs, chunk_ids, left, right, new_id):
     """Merge (left, right) -> new_id in the listed chunks (a superset of those holding the pair).
 
-    Returns the neighbours of the new token: {x: [weighted count, chunks]} for the pairs (x, new) on its left
-    ((new, new) included) and {y: [weighted count, chunks]} for the pairs (new, y) on its right.
+    Returns the neighbours of the new token, as characters: {x: [weighted count, chunks]} for the pairs
+    (x, new) on its left ((new, new) included) and {y: [weighted count, chunks]} for the pairs (new, y) on its right.
     """
     if type(chunk_ids) is not list:
         chunk_ids = chunk_ids.tolist()
@@ -206,7 +208,7 @@ def _merge(words, freqs, chunk_ids, left, right, new_id):
                     _add(lefts, piece[-1], f, i)
             elif 0 < k < last:  # two new tokens side by side
                 _add(lefts, new, f, i)
-    return ({ord(x): entry for x, entry in lefts.items()}, {ord(y): entry for y, entry in rights.items()})
+    return lefts, rights
 
 
 def _add(neighbours: dict, token: str, f: int, i: int) -> None:
@@ -236,5 +238,6 @@ def _merge_bulk(words, freqs, chunk_ids, left, right, new_id):
     x, y = tokens[pos - 1].astype(np.int64), tokens[pos + 1].astype(np.int64)
     on_left = x != SEPARATOR_ID
     on_right = (y != SEPARATOR_ID) & (y != new_id)  # (new, new) is counted on the left of the second one
-    return (_group(x[on_left], ids[on_left], weight[on_left]),
-            _group(y[on_right], ids[on_right], weight[on_right]))
+    lefts = _group(x[on_left], ids[on_left], weight[on_left])
+    rights = _group(y[on_right], ids[on_right], weight[on_right])
+    return {chr(x): entry for x, entry in lefts.items()}, {chr(y): entry for y, entry in rights.items()}
