@@ -6,7 +6,7 @@ carried tail: the last few chunks of a block are split again together with the n
 exactly those of the whole text, wherever the blocks were cut.
 """
 from collections import Counter
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import regex
 
@@ -15,6 +15,9 @@ from bpe.patterns import resolve_pattern
 # Chunks ending within this many characters of a block's end are carried into the next block and split again,
 # because the regex may have decided them by looking ahead past the end (e.g. `'ll` vs `'` + `ll`, `\s++$`).
 CARRY_CHARS = 16
+# Long blocks are split PIECE_CHARS characters at a time: the list of chunks of a whole file would take far more
+# memory than the counts.
+PIECE_CHARS = 1 << 16
 
 
 def split_chunks(text: str, compiled_regex: regex.Pattern) -> list[str]:
@@ -58,7 +61,7 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
     carry_chars = max([CARRY_CHARS] + [len(s) for s in special_tokens])
     counts: Counter[str] = Counter()
     carry = ""
-    for block in texts:
+    for block in _pieces(texts):
         text = carry + block
         # a surrogate pair may be cut by the block boundary: keep a trailing high surrogate for the next block
         held = text[-1] if text and "\ud800" <= text[-1] <= "\udbff" else ""
@@ -77,6 +80,16 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
         for part in parts:
             counts.update(split_chunks(part, compiled))
     return {chunk.encode("utf-8"): n for chunk, n in counts.items()}
+
+
+def _pieces(texts: Iterable[str]) -> Iterator[str]:
+    """The text blocks, cut into pieces of at most PIECE_CHARS characters so the list of chunks stays small."""
+    for block in texts:
+        if len(block) <= PIECE_CHARS:
+            yield block
+        else:
+            for start in range(0, len(block), PIECE_CHARS):
+                yield block[start:start + PIECE_CHARS]
 
 
 def _split_off_tail(text: str, chunks: list[str], compiled: regex.Pattern, carry_chars: int) -> tuple[int, int]:
