@@ -35,7 +35,7 @@ def bpe():
 @click.option("-q", "--quiet", is_flag=True, show_default="off", help="No progress on stderr.")
 def train(corpus, vocab_size, pattern, specials, output, errors, quiet):
     """Train a tokenizer on one or more UTF-8 text files."""
-    from bpe.tokenizer import Tokenizer
+    from bpe import Tokenizer
     from bpe.atomic import atomic_path
     from bpe.display import text_stats
     from bpe.errors import TokenizerError
@@ -190,7 +190,7 @@ def export(tokenizer_path, fmt, output):
 # --------------------------------------------------------------------------------------------- helpers
 def load_tokenizer(path):
     """Load a tokenizer file, with one-line errors for a missing path, a directory or a non-tokenizer file."""
-    from bpe.tokenizer import Tokenizer
+    from bpe import Tokenizer
     from bpe.errors import TokenizerError
     if os.path.isdir(path):
         raise TokenizerError(f"-t {path} is a directory, not a tokenizer file")

@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
 
 
 def load(path):
-    from bpe.tokenizer import Tokenizer
+    from bpe import Tokenizer
     return Tokenizer.load(path)
 
 
@@ -65,14 +65,14 @@ def test_train_writes_a_tokenizer_and_reports(trained):
 
 
 def test_train_same_as_library(trained, tmp_path):
-    from bpe.tokenizer import Tokenizer
+    from bpe import Tokenizer
     corpus, tok_path, _, _ = trained
     direct = Tokenizer.train(CORPUS, 300, pattern="gpt4", special_tokens=["<|endoftext|>"])
     assert direct.merges == load(tok_path).merges
 
 
 def test_train_on_several_files_reads_them_as_one_stream(tmp_path):
-    from bpe.tokenizer import Tokenizer
+    from bpe import Tokenizer
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text(CORPUS[:500], encoding="utf-8")
     b.write_text(CORPUS[500:], encoding="utf-8")
