@@ -231,7 +231,10 @@ class ChunkEncoder:
             tb = self.token_bytes
             boundary = np.array([tb[left][-1] << 8 | tb[right][0] for left, right in self.merges], dtype=np.int64)
             np.minimum.at(first_join, boundary, np.arange(256, 256 + len(self.merges), dtype=np.int32))
-            self._tables = pair_ranks, byte_ids, byte_pair_ranks, first_join
+            first_byte = np.array([b[0] for b in tb], dtype=np.int32)
+            last_byte = np.array([b[-1] for b in tb], dtype=np.int32)
+            char_tables = _char_tables(pair_ranks, byte_ids)
+            self._tables = pair_ranks, byte_ids, byte_pair_ranks, first_join, first_byte, last_byte, char_tables
         return self._tables
 
     def merge_numpy(self, raw: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,16 +280,23 @@ class ChunkEncoder:
         across the boundary after token i, only depends on the bytes there, so a pair whose rank is below the
         wall on its left and not above the wall on its right merges now exactly as it would in its turn.
         """
-        pair_ranks, byte_ids, byte_pair_ranks, first_join = self._numpy_tables()
+        pair_ranks, byte_ids, byte_pair_ranks, first_join, first_byte, last_byte, char_tables = self._numpy_tables()
         n = len(starts)
         lens = np.diff(starts, append=len(raw))
-        tokens = byte_ids[raw]
-        # rank[i] is the rank of the pair (tokens[i], tokens[i + 1]); NO_MERGE at the last token of a string
-        bigrams = raw[:-1].astype(np.int32) << 8 | raw[1:]
-        rank = np.empty(len(raw), dtype=np.int32)
-        rank[:-1] = byte_pair_ranks[bigrams]
-        wall = np.empty(len(raw), dtype=np.int32)
-        wall[:-1] = first_join[bigrams]
+        if (raw >= 0xC2).any():  # 2- and 3-byte characters start from their precomputed tokens
+            tokens, starts, lens = _start_from_characters(raw, starts, lens, byte_ids, first_join, char_tables)
+            # rank[i] is the rank of the pair (tokens[i], tokens[i + 1]); NO_MERGE at the last token of a string
+            rank = np.empty(len(tokens), dtype=np.int32)
+            rank[:-1] = pair_ranks.lookup(tokens[:-1], tokens[1:])
+            wall = np.empty(len(tokens), dtype=np.int32)
+            wall[:-1] = first_join[last_byte[tokens[:-1]] << 8 | first_byte[tokens[1:]]]
+        else:
+            tokens = byte_ids[raw]
+            bigrams = raw[:-1].astype(np.int32) << 8 | raw[1:]
+            rank = np.empty(len(raw), dtype=np.int32)
+            rank[:-1] = byte_pair_ranks[bigrams]
+            wall = np.empty(len(raw), dtype=np.int32)
+            wall[:-1] = first_join[bigrams]
         ends = starts + lens - 1
         rank[ends] = wall[ends] = NO_MERGE
         owner = np.arange(n)  # which string each live segment is
@@ -330,6 +340,82 @@ class ChunkEncoder:
         owners = np.concatenate(finished_owners)
         order = np.argsort(owners, kind="stable")  # each round's output is already sorted: a cheap merge
         return np.concatenate(finished_tokens)[order], np.bincount(owners, minlength=n)
+
+
+def _char_tables(pair_ranks: PairRanks, byte_ids: np.ndarray) -> tuple[np.ndarray, ...]:
+    """BPE of every 2- and 3-byte character on its own, by code point: the ranks of its first and second
+    merge (NO_MERGE when there is none), and its tokens after 0, 1 and 2 merges (tokens[cp, level, :count]).
+    """
+    cps = np.arange(0x80, 0x10000)
+    cps = cps[(cps < 0xD800) | (cps > 0xDFFF)]
+    two = cps < 0x800
+    b0 = np.where(two, 0xC0 | cps >> 6, 0xE0 | cps >> 12)
+    b1 = np.where(two, 0x80 | cps & 0x3F, 0x80 | (cps >> 6) & 0x3F)
+    b2 = 0x80 | cps & 0x3F
+    t0, t1, t2 = byte_ids[b0], byte_ids[b1], byte_ids[b2]
+    r01 = pair_ranks.lookup(t0, t1)
+    r12 = np.where(two, NO_MERGE, pair_ranks.lookup(t1, t2))
+    left_first = r01 < r12  # the two pairs differ (a lead byte is never a continuation byte), so no tie
+    first = np.minimum(r01, r12)
+    once_left = np.where(left_first, r01, t0)  # the tokens after the first merge
+    once_right = np.where(left_first, t2, r12)
+    second = np.where(two | (first == NO_MERGE), NO_MERGE, pair_ranks.lookup(once_left, once_right))
+    tokens = np.zeros((0x10000, 3, 3), dtype=np.int32)
+    counts = np.zeros((0x10000, 3), dtype=np.int8)
+    tokens[cps, 0] = np.stack([t0, t1, t2], axis=1)
+    counts[cps, 0] = np.where(two, 2, 3)
+    tokens[cps, 1, 0] = np.where(two, r01, once_left)
+    tokens[cps, 1, 1] = once_right
+    counts[cps, 1] = np.where(two, 1, 2)
+    tokens[cps, 2, 0] = second
+    counts[cps, 2] = 1
+    first_rank = np.full(0x10000, NO_MERGE, dtype=np.int32)
+    second_rank = np.full(0x10000, NO_MERGE, dtype=np.int32)
+    first_rank[cps], second_rank[cps] = first, second
+    return first_rank, second_rank, tokens, counts
+
+
+def _start_from_characters(raw, starts, lens, byte_ids, first_join, char_tables):
+    """The starting tokens of each string: bytes, except that whole 2- and 3-byte characters start merged.
+
+    The walls around a character (first-join ranks of the bytes on each side) bound when anything can first be
+    joined to it; every merge inside it ranked below that happens the same whatever surrounds it, so it is
+    taken from the per-character table. Returns tokens, starts and lens.
+    """
+    first_rank, second_rank, table, table_counts = char_tables
+    size = len(raw)
+    lead = np.flatnonzero((raw >= 0xC2) & (raw < 0xF0))
+    width = np.where(raw[lead] >= 0xE0, 3, 2)
+    last = lead + width - 1
+    string_start = np.repeat(starts, lens)
+    string_end = string_start + np.repeat(lens, lens)  # one past the end of each byte's string
+    whole = (last < size) & (last < string_end[lead])  # a string may end (or a piece be cut) inside a character
+    lead, width, last = lead[whole], width[whole], last[whole]
+    b = raw.astype(np.int32)
+    two = width == 2
+    cp = np.where(two, (b[lead] & 0x1F) << 6 | b[lead + 1] & 0x3F,
+                  (b[lead] & 0x0F) << 12 | (b[lead + 1] & 0x3F) << 6 | b[np.minimum(lead + 2, size - 1)] & 0x3F)
+    has_before = lead > string_start[lead]
+    has_after = last + 1 < string_end[lead]
+    wall_before = np.where(has_before, first_join[b[lead - 1] << 8 | b[lead]], NO_MERGE)
+    wall_after = np.where(has_after, first_join[b[last] << 8 | b[np.minimum(last + 1, size - 1)]], NO_MERGE)
+    limit = np.minimum(wall_before, wall_after)
+    level = (first_rank[cp] < limit).astype(np.int64) + (second_rank[cp] < limit)
+    made = table_counts[cp, level]
+    count = np.ones(size, dtype=np.int64)
+    count[lead + 1] = 0
+    count[lead[~two] + 2] = 0
+    count[lead] = made
+    out = np.cumsum(count) - count
+    tokens = np.empty(int(out[-1] + count[-1]), dtype=np.int32)
+    single = count == 1
+    single[lead] = False
+    tokens[out[single]] = byte_ids[raw[single]]
+    for k in range(3):
+        has = made > k
+        tokens[out[lead[has]] + k] = table[cp[has], level[has], k]
+    new_starts = out[starts]
+    return tokens, new_starts, np.diff(new_starts, append=len(tokens))
 
 
 class ByteTable:
