@@ -172,19 +172,18 @@ class ChunkEncoder:
             return []
         data = text.encode("utf-8")
         char_lens = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
-        if int(char_lens.sum()) == len(text):  # the chunks tile the text: find their byte offsets in numpy
+        if int(char_lens.sum()) == len(text):  # the chunks tile the text
             char_starts = np.cumsum(char_lens) - char_lens
             if len(data) == len(text):
-                starts = char_starts
+                tokens, counts = self.merge_numpy(np.frombuffer(data, dtype=np.uint8), char_starts)
             else:
-                codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-                width = 1 + (codes >= 0x80).astype(np.int64) + (codes >= 0x800) + (codes >= 0x10000)
-                starts = (np.cumsum(width) - width)[char_starts]
+                codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+                tokens, counts = self.merge_characters(codes, char_starts)
         else:  # a custom pattern that skips characters
             datas = [chunk.encode("utf-8") for chunk in chunks]
             lens = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
             data, starts = b"".join(datas), np.cumsum(lens) - lens
-        tokens, counts = self.merge_numpy(np.frombuffer(data, dtype=np.uint8), starts)
+            tokens, counts = self.merge_numpy(np.frombuffer(data, dtype=np.uint8), starts)
         ids = tokens.tolist()
         # tiktoken's shortcut: a chunk that is exactly one token becomes it, even where BPE would split it
         whole = np.fromiter(map(self.whole_token.get, chunks, repeat(-1)), dtype=np.int64, count=len(chunks))
@@ -270,6 +269,43 @@ class ChunkEncoder:
         ids = tokens[_ranges((np.cumsum(todo_counts) - todo_counts)[source], counts)]
         return ids, np.add.reduceat(counts, np.searchsorted(piece_starts, starts))
 
+    def merge_characters(self, codes: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`merge_numpy` for chunks given as code points (codes[starts[i]:starts[i + 1]]), with less work for
+        text that is mostly multi-byte characters: the arrays start one entry per character, not per byte."""
+        _, byte_ids, _, first_join, _, _, char_tables = self._numpy_tables()
+        first = _first_byte(codes)
+        last = np.where(codes < 0x80, codes, 0x80 | codes & 0x3F)
+        # walls between characters; cut the chunks where nothing can ever join across
+        between = np.empty(len(codes), dtype=np.int32)
+        between[:-1] = first_join[last[:-1] << 8 | first[1:]]
+        between[-1] = NO_MERGE
+        between[starts[1:] - 1] = NO_MERGE
+        cut = np.empty(len(codes), dtype=bool)
+        cut[0] = True
+        cut[1:] = between[:-1] == NO_MERGE
+        piece_starts = np.flatnonzero(cut)
+        piece_lens = np.diff(piece_starts, append=len(codes))
+        # pieces of up to 3 characters are a number (code point + 1 in 21 bits each): encode each one once
+        short = np.flatnonzero(piece_lens <= 3)
+        long = np.flatnonzero(piece_lens > 3)
+        at = piece_starts[short]
+        size = piece_lens[short]
+        padded = np.append(codes + 1, [0, 0])
+        keys = padded[at] | np.where(size > 1, padded[at + 1], 0) << 21 | np.where(size > 2, padded[at + 2], 0) << 42
+        _, first_of, which = np.unique(keys, return_index=True, return_inverse=True)
+        todo_starts = np.concatenate([piece_starts[short[first_of]], piece_starts[long]])
+        todo_lens = np.concatenate([piece_lens[short[first_of]], piece_lens[long]])
+        chars = _ranges(todo_starts, todo_lens)
+        tokens, todo_counts = self._merge_rounds(*_start_from_code_points(
+            codes[chars], first[chars], last[chars], between[chars], np.cumsum(todo_lens) - todo_lens,
+            todo_lens, byte_ids, char_tables, self._numpy_tables()))
+        source = np.empty(len(piece_starts), dtype=np.int64)  # which encoded piece each piece is
+        source[short] = which.ravel()
+        source[long] = len(first_of) + np.arange(len(long))
+        counts = todo_counts[source]
+        ids = tokens[_ranges((np.cumsum(todo_counts) - todo_counts)[source], counts)]
+        return ids, np.add.reduceat(counts, np.searchsorted(piece_starts, starts))
+
     def bpe_numpy(self, raw: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BPE on the byte strings raw[starts[i]:starts[i + 1]] all at once (no whole-token shortcut).
 
@@ -299,6 +335,12 @@ class ChunkEncoder:
             wall[:-1] = first_join[bigrams]
         ends = starts + lens - 1
         rank[ends] = wall[ends] = NO_MERGE
+        return self._merge_rounds(tokens, rank, wall, starts, lens)
+
+    def _merge_rounds(self, tokens, rank, wall, starts, lens) -> tuple[np.ndarray, np.ndarray]:
+        """The merge rounds of `bpe_numpy`, from starting tokens, their pair ranks and walls."""
+        pair_ranks = self._numpy_tables()[0]
+        n = len(starts)
         owner = np.arange(n)  # which string each live segment is
         finished_tokens, finished_owners = [], []
         while len(lens):
@@ -416,6 +458,52 @@ def _start_from_characters(raw, starts, lens, byte_ids, first_join, char_tables)
         tokens[out[lead[has]] + k] = table[cp[has], level[has], k]
     new_starts = out[starts]
     return tokens, new_starts, np.diff(new_starts, append=len(tokens))
+
+
+def _first_byte(codes: np.ndarray) -> np.ndarray:
+    """The first UTF-8 byte of each code point."""
+    return np.where(codes < 0x80, codes, np.where(codes < 0x800, 0xC0 | codes >> 6,
+                                                  np.where(codes < 0x10000, 0xE0 | codes >> 12, 0xF0 | codes >> 18)))
+
+
+def _start_from_code_points(codes, first, last, between, starts, lens, byte_ids, char_tables, tables):
+    """Starting tokens, pair ranks and walls for strings of characters (see `_start_from_characters`):
+    ASCII is its byte, 2- and 3-byte characters come merged as far as their walls allow, 4-byte ones as bytes.
+    `between[i]` is the wall between character i and i + 1 (NO_MERGE at the end of a string)."""
+    pair_ranks, _, _, first_join, first_byte, last_byte, _ = tables
+    first_rank, second_rank, table, table_counts = char_tables
+    n = len(codes)
+    wall_before = np.empty(n, dtype=np.int32)
+    wall_before[0] = NO_MERGE
+    wall_before[1:] = between[:-1]
+    wall_before[starts] = NO_MERGE
+    limit = np.minimum(wall_before, between)
+    bmp = np.minimum(codes, 0xFFFF)
+    level = (first_rank[bmp] < limit).astype(np.int64) + (second_rank[bmp] < limit)
+    ascii_ = codes < 0x80
+    astral = codes >= 0x10000
+    count = np.where(ascii_, 1, np.where(astral, 4, table_counts[bmp, level].astype(np.int64)))
+    out = np.cumsum(count) - count
+    tokens = np.empty(int(out[-1] + count[-1]) if n else 0, dtype=np.int32)
+    tokens[out[ascii_]] = byte_ids[codes[ascii_]]
+    table_chars = np.flatnonzero(~ascii_ & ~astral)
+    made = count[table_chars]
+    for k in range(3):
+        has = table_chars[made > k]
+        tokens[out[has] + k] = table[codes[has], level[has], k]
+    four = np.flatnonzero(astral)
+    c = codes[four]
+    for k, byte in enumerate((0xF0 | c >> 18, 0x80 | (c >> 12) & 0x3F, 0x80 | (c >> 6) & 0x3F, 0x80 | c & 0x3F)):
+        tokens[out[four] + k] = byte_ids[byte]
+    new_starts = out[starts]
+    new_lens = np.diff(new_starts, append=len(tokens))
+    rank = np.empty(len(tokens), dtype=np.int32)
+    wall = np.empty(len(tokens), dtype=np.int32)
+    rank[:-1] = pair_ranks.lookup(tokens[:-1], tokens[1:])
+    wall[:-1] = first_join[last_byte[tokens[:-1]] << 8 | first_byte[tokens[1:]]]
+    ends = new_starts + new_lens - 1
+    rank[ends] = wall[ends] = NO_MERGE
+    return tokens, rank, wall, new_starts, new_lens
 
 
 class ByteTable:
