@@ -105,3 +105,10 @@ def test_bad_ranks_files(tmp_path):
         bpe.Tokenizer.from_tiktoken(bad)
     with pytest.raises(bpe.TokenizerError, match=r"missing.tiktoken: no such file"):
         bpe.Tokenizer.from_tiktoken(tmp_path / "missing.tiktoken")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
+def test_cl100k_whole_text_numpy_path_equals_tiktoken(text):
+    tok, enc = cl100k(), tiktoken_cl100k()
+    assert tok._encoder.encode_text_numpy(text, tok._split(text)) == enc.encode_ordinary(text)

@@ -173,3 +173,17 @@ def test_import_bpe_does_not_import_tinygrad():
     code = "import sys, bpe; bpe.Tokenizer.train('hello world', 260); print('tinygrad' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
+def test_whole_text_numpy_path_equals_the_plain_loop(text):
+    """The path for long, mostly-new text (code points, precomputed character merges, walls) is exact."""
+    tok = small_tokenizer()
+    enc = tok._encoder
+    chunks = tok._split(text)
+    expected = []
+    for chunk in chunks:
+        whole = enc.whole_token.get(chunk)
+        expected += [whole] if whole is not None else enc.merge_python(chunk.encode())
+    assert enc.encode_text_numpy(text, chunks) == expected
