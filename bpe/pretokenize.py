@@ -61,8 +61,17 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
     carry_chars = max([CARRY_CHARS] + [len(s) for s in special_tokens])
     counts: Counter[str] = Counter()
     carry = ""
+    waiting: list[str] = []  # blocks read but not split yet
+    waiting_chars = 0
     for block in _pieces(texts):
-        text = carry + block
+        # A long carry (one huge chunk, such as a run of a single letter) waits for at least as much new text,
+        # so every character is split again only a few times: linear time.
+        waiting.append(block)
+        waiting_chars += len(block)
+        if waiting_chars < len(carry):
+            continue
+        text = carry + "".join(waiting)
+        waiting, waiting_chars = [], 0
         # a surrogate pair may be cut by the block boundary: keep a trailing high surrogate for the next block
         held = text[-1] if text and "\ud800" <= text[-1] <= "\udbff" else ""
         text = fix_surrogates(text[:-1] if held else text)
@@ -74,6 +83,7 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
         keep, tail_chars = _split_off_tail(text, chunks, compiled, carry_chars)
         counts.update(chunks[:keep])
         carry = text[len(text) - tail_chars:] + held if tail_chars else held
+    carry += "".join(waiting)
     if carry:
         text = fix_surrogates(carry)
         parts = specials.split(text) if specials is not None else [text]
