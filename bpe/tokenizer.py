@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
+import re
+
 import regex
 
 import numpy as np
 
 from bpe.encoder import ByteTable, ChunkEncoder
 from bpe.errors import TokenizerError
-from bpe.patterns import resolve_pattern
+from bpe.patterns import pattern_name, resolve_pattern
 
 IDENTITY_BYTES = tuple(range(256))
 DECODE_NUMPY_MIN = 512  # from this many ids on, decoding goes through numpy
@@ -33,6 +35,7 @@ class Tokenizer:
         """
         self.pattern = resolve_pattern(pattern)
         self._regex = regex.compile(self.pattern)
+        self._ascii_regex = ascii_regex(self.pattern)
         self._merges = [(int(left), int(right)) for left, right in merges]
         self._byte_ids = [int(i) for i in byte_ids]
         if sorted(self._byte_ids) != list(range(256)):
@@ -209,6 +212,8 @@ class Tokenizer:
             return self._encoder.encode_texts(texts, [split(text) for text in texts])
 
     def _split(self, text: str) -> list[str]:
+        if self._ascii_regex is not None and text.isascii():
+            return self._ascii_regex.findall(text)
         if self._regex.groups:  # findall would return the groups, not the whole matches
             return [m.group() for m in self._regex.finditer(text)]
         return self._regex.findall(text)
@@ -283,6 +288,38 @@ class Tokenizer:
         """Write a tokenizer.json that `tokenizers.Tokenizer.from_file` loads and that gives the same ids."""
         from bpe.formats import save_huggingface
         save_huggingface(self, path)
+
+
+_ASCII_SPACE = r"\t\n\x0b\x0c\r "
+_ASCII_CLASSES = {  # inside [...] / alone, for ASCII text only
+    r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]": "[A-Z]", r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]": "[a-z]",
+}
+
+
+@lru_cache(maxsize=16)
+def ascii_regex(pattern: str) -> re.Pattern | None:
+    """The named pattern (gpt2, gpt4, o200k) rewritten for the standard `re` module, which splits pure-ASCII
+    text the same way about twice as fast as `regex`; None for custom patterns (or Python < 3.11)."""
+    if pattern_name(pattern) is None:
+        return None
+    for unicode_class, ascii_class in _ASCII_CLASSES.items():
+        pattern = pattern.replace(unicode_class, ascii_class)
+    out, in_class, i = [], False, 0
+    while i < len(pattern):
+        piece = pattern[i:i + 5] if pattern.startswith("\\p{", i) else pattern[i:i + 2] if pattern[i] == "\\" else pattern[i]
+        i += len(piece)
+        if piece == "[":
+            in_class = True
+        elif piece == "]":
+            in_class = False
+        letters, digits, space = ("A-Za-z", "0-9", _ASCII_SPACE) if in_class else \
+            ("[A-Za-z]", "[0-9]", f"[{_ASCII_SPACE}]")
+        out.append({"\\p{L}": letters, "\\p{N}": digits, "\\s": space,
+                    "\\S": f"[^{_ASCII_SPACE}]"}.get(piece, piece))
+    try:
+        return re.compile("".join(out))
+    except re.error:  # possessive quantifiers need Python 3.11
+        return None
 
 
 @lru_cache(maxsize=64)

@@ -187,3 +187,11 @@ def test_whole_text_numpy_path_equals_the_plain_loop(text):
         whole = enc.whole_token.get(chunk)
         expected += [whole] if whole is not None else enc.merge_python(chunk.encode())
     assert enc.encode_text_numpy(text, chunks) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60), st.sampled_from(["gpt2", "gpt4", "o200k"]))
+def test_ascii_fast_split_equals_the_unicode_pattern(text, name):
+    import regex
+    from bpe.tokenizer import ascii_regex
+    assert ascii_regex(bpe.PATTERNS[name]).findall(text) == regex.compile(bpe.PATTERNS[name]).findall(text)
