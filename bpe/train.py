@@ -31,7 +31,6 @@ MAX_ID = 0x10FFFE  # token ids are character codes; 0x10FFFF separates chunks in
 SEPARATOR_ID = 0x10FFFF
 SEPARATOR = chr(SEPARATOR_ID)
 BULK_CHUNKS = 256  # merges touching at least this many chunks are done on all of them at once, with numpy
-DEFER_COUNT = 1  # pairs this rare wait off the heap until the best count falls this low (most never get there)
 
 
 def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int,
@@ -67,26 +66,21 @@ def _train(chunk_counts, num_merges, progress):
     pairs = _count_byte_pairs(words, freqs_array)  # pair -> [weighted count, chunks that may hold it]
     heap = [-(entry[0] << PAIR_BITS) | pair for pair, entry in pairs.items()]
     heapify(heap)
-    deferred: list[int] | None = []  # new pairs seen only DEFER_COUNT times or less: kept off the heap until needed
 
     merges: list[tuple[int, int]] = []
     report_every = max(1, num_merges // 100)
-    while len(merges) < num_merges:
-        if deferred is not None and (not heap or -(heap[0] >> PAIR_BITS) <= DEFER_COUNT):
-            heap += [-(pairs[p][0] << PAIR_BITS) | p for p in deferred if pairs[p][0] > 0]
-            heapify(heap)
-            deferred = None
-        if not heap:
-            break
+    while len(merges) < num_merges and heap:
         top = heap[0]
         pair = top & PAIR_MASK
         count = pairs[pair][0]
         if count != -(top >> PAIR_BITS):  # stale entry: counts only go down, so fix it and look again
-            if count > 0:
+            if count > 1:
                 heapreplace(heap, -(count << PAIR_BITS) | pair)
             else:
                 heappop(heap)
             continue
+        if count == 1:  # every pair left occurs once (pairs seen once are never pushed): finish the simple way
+            break
         heappop(heap)
         left, right = pair >> ID_BITS, pair & ID_MASK
         new_id = 256 + len(merges)
@@ -103,9 +97,7 @@ def _train(chunk_counts, num_merges, progress):
             new_pair = x << ID_BITS | new_id
             pairs[new_pair] = entry
             n = entry[0]
-            if deferred is not None and n <= DEFER_COUNT:
-                deferred.append(new_pair)
-            else:
+            if n > 1:
                 heappush(heap, -(n << PAIR_BITS) | new_pair)
             old_pair = (right if x == new_id else x) << ID_BITS | left
             if old_pair != pair:
@@ -115,18 +107,59 @@ def _train(chunk_counts, num_merges, progress):
             new_pair = new_id << ID_BITS | y
             pairs[new_pair] = entry
             n = entry[0]
-            if deferred is not None and n <= DEFER_COUNT:
-                deferred.append(new_pair)
-            else:
+            if n > 1:
                 heappush(heap, -(n << PAIR_BITS) | new_pair)
             old_pair = right << ID_BITS | y
             if old_pair != pair:
                 pairs[old_pair][0] -= n
         if progress is not None and len(merges) % report_every == 0:
             progress(len(merges), num_merges)
+    if len(merges) < num_merges:
+        _merge_singletons(words, merges, num_merges, progress, report_every)
     if progress is not None:
         progress(len(merges), num_merges)
     return merges
+
+
+def _merge_singletons(words, merges, num_merges, progress, report_every):
+    """The end of training, when every pair left occurs exactly once: merge the smallest pair, again and again.
+
+    A pair seen once lives in one chunk seen once, so each merge touches one chunk, and the pairs it makes are
+    also seen once. A heap of pair codes and {pair: its chunk} are all it takes.
+    """
+    chunk_of: dict[int, int] = {}
+    for i, word in enumerate(words):
+        if len(word) > 1:
+            for a, b in zip(word, word[1:]):
+                pair = ord(a) << ID_BITS | ord(b)
+                assert pair not in chunk_of, "a pair seen twice in the singleton phase"
+                chunk_of[pair] = i
+    heap = sorted(chunk_of)  # a sorted list is a heap
+    while len(merges) < num_merges and heap:
+        pair = heappop(heap)
+        i = chunk_of.pop(pair, None)
+        if i is None:  # a neighbouring merge took it
+            continue
+        left, right = pair >> ID_BITS, pair & ID_MASK
+        new_id = 256 + len(merges)
+        merges.append((left, right))
+        new = chr(new_id)
+        merged = words[i] = words[i].replace(chr(left) + chr(right), new)
+        x, _, y = merged.partition(new)
+        if x:
+            x = ord(x[-1])
+            del chunk_of[x << ID_BITS | left]
+            new_pair = x << ID_BITS | new_id
+            chunk_of[new_pair] = i
+            heappush(heap, new_pair)
+        if y:
+            y = ord(y[0])
+            del chunk_of[right << ID_BITS | y]
+            new_pair = new_id << ID_BITS | y
+            chunk_of[new_pair] = i
+            heappush(heap, new_pair)
+        if progress is not None and len(merges) % report_every == 0:
+            progress(len(merges), num_merges)
 
 
 def _count_byte_pairs(words: list[str], freqs: np.ndarray) -> dict[int, list]:
