@@ -58,15 +58,18 @@ class PairRanks:
     def lookup(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """The rank of each pair (left[i], right[i]), or NO_MERGE, as an int32 array."""
         keys = left.astype(np.int64) << _KEY_SHIFT | right
-        ranks = np.full(len(keys), NO_MERGE, dtype=np.int32)
         slots = self._hash(keys)
-        todo = np.arange(len(keys))
-        while todo.size:
-            found_keys = self.keys[slots]
-            hit = found_keys == keys
-            ranks[todo[hit]] = self.values[slots[hit]]
-            go_on = ~hit & (found_keys != -1)
-            todo, keys, slots = todo[go_on], keys[go_on], (slots[go_on] + 1) & self.mask
+        found_keys = self.keys[slots]
+        hit = found_keys == keys
+        ranks = np.where(hit, self.values[slots], NO_MERGE).astype(np.int32, copy=False)
+        probe_on = np.flatnonzero(~hit & (found_keys != -1))  # a clash: look at the next slots (rare)
+        while probe_on.size:
+            slots_on = (slots[probe_on] + 1) & self.mask
+            slots[probe_on] = slots_on
+            found_keys = self.keys[slots_on]
+            hit = found_keys == keys[probe_on]
+            ranks[probe_on[hit]] = self.values[slots_on[hit]]
+            probe_on = probe_on[~hit & (found_keys != -1)]
         return ranks
 
 
@@ -346,7 +349,8 @@ class ChunkEncoder:
         while len(lens):
             lowest = np.minimum.reduceat(rank, starts)
             done = lowest == NO_MERGE
-            if done.any():  # strings with nothing left to merge leave the arrays
+            # strings with nothing left to merge leave the arrays, in bulk (once they hold a quarter of them)
+            if done.all() or (done.any() and 4 * int(lens[done].sum()) >= len(tokens)):
                 done_tokens = np.repeat(done, lens)
                 finished_tokens.append(tokens[done_tokens])
                 finished_owners.append(np.repeat(owner[done], lens[done]))
@@ -355,9 +359,9 @@ class ChunkEncoder:
                     break
                 live_tokens = ~done_tokens
                 tokens, rank, wall = tokens[live_tokens], rank[live_tokens], wall[live_tokens]
-                lens, owner, lowest = lens[live], owner[live], lowest[live]
+                lens, owner, lowest, done = lens[live], owner[live], lowest[live], done[live]
                 starts = np.cumsum(lens) - lens
-            merge = rank == np.repeat(lowest, lens)
+            merge = rank == np.repeat(np.where(done, -1, lowest), lens)
             free = rank < NO_MERGE
             free[1:] &= wall[:-1] > rank[1:]  # nothing joins into token i from the left before this rank
             free[:-1] &= wall[1:] >= rank[:-1]  # nor into token i + 1 from the right
@@ -488,9 +492,13 @@ def _start_from_code_points(codes, first, last, between, starts, lens, byte_ids,
     tokens[out[ascii_]] = byte_ids[codes[ascii_]]
     table_chars = np.flatnonzero(~ascii_ & ~astral)
     made = count[table_chars]
-    for k in range(3):
-        has = table_chars[made > k]
-        tokens[out[has] + k] = table[codes[has], level[has], k]
+    where = out[table_chars]
+    flat = table.reshape(-1)
+    entry = (codes[table_chars] * 3 + level[table_chars]) * 3  # table[cp, level, 0] in the flat table
+    tokens[where] = flat[entry]
+    for k in (1, 2):
+        more = np.flatnonzero(made > k)
+        tokens[where[more] + k] = flat[entry[more] + k]
     four = np.flatnonzero(astral)
     c = codes[four]
     for k, byte in enumerate((0xF0 | c >> 18, 0x80 | (c >> 12) & 0x3F, 0x80 | (c >> 6) & 0x3F, 0x80 | c & 0x3F)):
