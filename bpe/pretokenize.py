@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 
 import regex
 
-from bpe.patterns import resolve_pattern
+from bpe.patterns import PATTERNS, resolve_pattern
 
 # Chunks ending within this many characters of a block's end are carried into the next block and split again,
 # because the regex may have decided them by looking ahead past the end (e.g. `'ll` vs `'` + `ll`, `\s++$`).
@@ -55,7 +55,9 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
     """
     if isinstance(texts, str):
         texts = (texts,)
-    compiled = regex.compile(resolve_pattern(pattern))
+    pattern = resolve_pattern(pattern)
+    compiled = regex.compile(pattern)
+    covers_all = pattern in PATTERNS.values()  # the named patterns match every character: chunks tile the text
     special_tokens = tuple(special_tokens)
     specials = special_splitter(special_tokens)
     carry_chars = max([CARRY_CHARS] + [len(s) for s in special_tokens])
@@ -80,7 +82,7 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
             for part in closed:
                 counts.update(split_chunks(part, compiled))
         chunks = split_chunks(text, compiled)
-        keep, tail_chars = _split_off_tail(text, chunks, compiled, carry_chars)
+        keep, tail_chars = _split_off_tail(text, chunks, compiled, carry_chars, covers_all)
         counts.update(chunks[:keep])
         carry = text[len(text) - tail_chars:] + held if tail_chars else held
     carry += "".join(waiting)
@@ -102,9 +104,10 @@ def _pieces(texts: Iterable[str]) -> Iterator[str]:
                 yield block[start:start + PIECE_CHARS]
 
 
-def _split_off_tail(text: str, chunks: list[str], compiled: regex.Pattern, carry_chars: int) -> tuple[int, int]:
+def _split_off_tail(text: str, chunks: list[str], compiled: regex.Pattern, carry_chars: int,
+                    covers_all: bool) -> tuple[int, int]:
     """How many leading chunks are final, and how many trailing characters of `text` to carry to the next block."""
-    if sum(map(len, chunks)) != len(text):  # the regex skips some characters: find the chunk positions the slow way
+    if not covers_all and sum(map(len, chunks)) != len(text):  # some characters are skipped: find where chunks end
         ends = [m.end() for m in compiled.finditer(text)]
         keep = len(ends)
         while keep and ends[keep - 1] > len(text) - carry_chars:
