@@ -13,6 +13,10 @@ How it stays fast in pure Python:
   and if its count is stale push it back corrected ("lazy invalidation").
 - An index maps each pair to the chunks holding it, so a merge visits only those chunks and updates the counts
   of the neighbouring pairs by the difference (+/- deltas), never recounting everything.
+- A merge touching many chunks joins them into one string for a single `str.replace`, and numpy finds and
+  counts the new token's neighbours (`_merge_bulk`); a merge touching few loops over them (`_merge`).
+- Pairs seen once never enter the heap. When the best count left is 1, every pair occurs once, in a single
+  chunk, and a heap of bare pair codes finishes the job (`_merge_singletons`).
 """
 import gc
 from heapq import heapify, heappop, heappush, heapreplace
