@@ -10,6 +10,7 @@ from typing import Iterable, Iterator
 
 import regex
 
+from bpe.errors import TokenizerError
 from bpe.patterns import PATTERNS, resolve_pattern
 
 # Chunks ending within this many characters of a block's end are carried into the next block and split again,
@@ -97,6 +98,8 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
 def _pieces(texts: Iterable[str]) -> Iterator[str]:
     """The text blocks, cut into pieces of at most PIECE_CHARS characters so the list of chunks stays small."""
     for block in texts:
+        if not isinstance(block, str):
+            raise TokenizerError(f"text blocks must be str, got {type(block).__name__}: decode bytes to text first")
         if len(block) <= PIECE_CHARS:
             yield block
         else:

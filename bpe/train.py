@@ -180,7 +180,7 @@ def _count_byte_pairs(words: list[str], freqs: np.ndarray) -> dict[int, list]:
     return {(byte_pair >> 8) << ID_BITS | byte_pair & 0xFF: entry for byte_pair, entry in grouped.items()}
 
 
-def _group(keys: np.ndarray, chunk_of: np.ndarray, weight: np.ndarray) -> dict[int, tuple[int, list[int]]]:
+def _group(keys: np.ndarray, chunk_of: np.ndarray, weight: np.ndarray) -> dict[int, list]:
     """{key: [total weight, array of its distinct chunks in increasing order]} from parallel arrays."""
     if len(keys) == 0:
         return {}

@@ -92,6 +92,14 @@ def test_lone_surrogates_become_replacement_characters():
     assert counts == whole_text_counts("a\ufffdb 😀", GPT4_PATTERN)
 
 
+def test_bad_blocks_and_patterns_give_one_line_errors():
+    from bpe.errors import TokenizerError
+    with pytest.raises(TokenizerError, match="text blocks must be str, got bytes: decode bytes to text first"):
+        count_chunks([b"abc"], "gpt4")
+    with pytest.raises(TokenizerError, match="invalid pre-split regex"):
+        count_chunks(["abc"], "(unclosed")
+
+
 # ---------------------------------------------------------------- merges
 
 def test_left_to_right_non_overlapping_merges(merge_path):
