@@ -170,11 +170,19 @@ class GPT:
 
     # --- KV-cache forward for generation --------------------------------------------------------------------------
     def reset_cache(self, batch_size: int = 1) -> None:
-        """Give every layer an empty, realized (2, B, n_head, block_size, head_dim) key/value cache."""
+        """Start a new sequence: every layer gets a zeroed, realized (2, B, n_head, block_size, head_dim) cache.
+
+        For the same batch size the existing buffers are zeroed in place, so a TinyJit that captured them stays
+        valid; a new batch size allocates new buffers (and needs a new TinyJit).
+        """
         c = self.config
         for block in self.h:
-            block.attn._cache_kv = Tensor.zeros(2, batch_size, c.n_head, c.block_size, c.head_dim,
-                                               device=self.wte.weight.device).contiguous().realize()
+            cache = block.attn._cache_kv
+            if cache is not None and cache.shape[1] == batch_size:
+                cache.assign(Tensor.zeros(*cache.shape, device=cache.device)).realize()
+            else:
+                block.attn._cache_kv = Tensor.zeros(2, batch_size, c.n_head, c.block_size, c.head_dim,
+                                                    device=self.wte.weight.device).contiguous().realize()
 
     def forward_cached(self, idx: Tensor, start_pos: "int | UOp") -> Tensor:
         """Logits (B, T, V) for tokens idx (B, T) sitting at positions [start_pos, start_pos+T) of the sequence.
