@@ -381,7 +381,10 @@ class ChunkEncoder:
             rank[new_pos[at_end]] = NO_MERGE
             p = new_pos[~at_end]
             rank[p] = pair_ranks.lookup(tokens[p], tokens[p + 1])
-            q = new_pos[new_pos != starts[segment_of_pos]] - 1
+            # the pair on the left of each merged token, unless that is a merged token too (done just above)
+            left_new = np.ones(len(new_pos), dtype=bool)
+            left_new[1:] = new_pos[:-1] != new_pos[1:] - 1
+            q = new_pos[left_new & (new_pos != starts[segment_of_pos])] - 1
             rank[q] = pair_ranks.lookup(tokens[q], tokens[q + 1])
         owners = np.concatenate(finished_owners)
         order = np.argsort(owners, kind="stable")  # each round's output is already sorted: a cheap merge
@@ -551,8 +554,9 @@ def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
 
 def _leftmost_non_overlapping(pos: np.ndarray) -> np.ndarray:
     """In runs of consecutive positions (the pair x,x in "x x x x"), keep every other one from the left."""
-    index = np.arange(len(pos))
-    run_start = np.ones(len(pos), dtype=bool)
-    run_start[1:] = pos[1:] != pos[:-1] + 1
-    first_of_run = np.maximum.accumulate(np.where(run_start, index, 0))
-    return pos[(index - first_of_run) % 2 == 0]
+    index = np.arange(len(pos), dtype=np.int32)
+    run_start = np.empty(len(pos), dtype=bool)
+    run_start[0] = True
+    np.not_equal(pos[1:], pos[:-1] + 1, out=run_start[1:])
+    first_of_run = np.maximum.accumulate(np.where(run_start, index, np.int32(0)))
+    return pos[((index - first_of_run) & 1) == 0]
