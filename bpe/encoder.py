@@ -22,9 +22,10 @@ _KEY_SHIFT = 21  # pair key = left << 21 | right, so ids must stay below 2**21
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 PYTHON_MAX_BYTES = 2048  # below this many new bytes in one call, the Python loop beats numpy's fixed costs
 PYTHON_MAX_CHUNK = 64  # the Python loop is quadratic in the chunk length: long chunks always go to numpy
-CACHE_LIMIT = 1 << 18
+CACHE_LIMIT = 1 << 18  # chunks kept between calls; the cache restarts empty when it grows past this
+CACHE_MAX_CHUNK = 256  # longer chunks are not kept
 WHOLE_TEXT_MIN_CHUNKS = 4096  # a text with at least this many chunks, of which more than this share are new,
-WHOLE_TEXT_NEW_SHARE = 0.25  # skips the cache and goes through numpy whole  # chunks kept between calls; the cache restarts empty when it grows past this
+WHOLE_TEXT_NEW_SHARE = 0.25  # skips the cache and goes through numpy whole
 
 
 class PairRanks:
@@ -135,6 +136,9 @@ class ChunkEncoder:
             for ids in map(get, chunks):
                 out += ids
             results.append(out)
+        for text in missing:  # keep long one-off chunks ("=" * 100000) out of the cache
+            if len(text) > CACHE_MAX_CHUNK:
+                del self.cache[text]
         return results
 
     def add_to_cache(self, missing: set[str]) -> None:
