@@ -112,4 +112,4 @@ def chat(run_dir, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    run_chat(session, sys.stdin, write, prompt="> " if interactive else "")
+    run_chat(session, sys.stdin, write, interactive=interactive)

@@ -106,14 +106,16 @@ def test_cache_and_no_cache_agree_with_rope(tokenizer):
 def test_sliding_window_matches_a_plain_nanogpt_loop(model, tokenizer):
     """context_shift=1 is nanoGPT: crop to the last block_size tokens, full forward, take the last logits."""
     from tinygrad import Tensor
-    ids = tokenizer.encode_ordinary("the cat")
+    prompt = TEXT[:60]  # longer than block_size: every step slides the window (and the reference has one shape)
+    ids = tokenizer.encode_ordinary(prompt)
+    assert len(ids) > BLOCK
     reference = []
-    for _ in range(BLOCK + 6):
+    for _ in range(8):
         window = (ids + reference)[-BLOCK:]
         logits = model(Tensor([window])).numpy()[0, -1]
         reference.append(int(np.argmax(logits)))
     for use_cache in (True, False):
-        tokens = run(model, tokenizer, max_new_tokens=BLOCK + 6, temperature=0, context_shift=1,
+        tokens = run(model, tokenizer, prompt, max_new_tokens=8, temperature=0, context_shift=1,
                      stop_at_separator=False, use_cache=use_cache)[1]
         assert tokens == reference
 
@@ -153,6 +155,13 @@ def test_separator_token_ends_a_document(model, tokenizer):
 
     text, tokens, stats = run(model, SeparatorIsFirst(), max_new_tokens=10, temperature=0)
     assert (text, tokens, stats.stop_reason) == ("", [], "separator")
+
+
+def test_package_level_generate_works_even_after_the_module_is_imported(model, tokenizer):
+    import tinygpt
+    import tinygpt.generate  # noqa: F401  (rebinds the package attribute to the module)
+    expected = run(model, tokenizer, "the", max_new_tokens=4, temperature=0)[0]
+    assert "".join(tinygpt.generate(model, tokenizer, "the", max_new_tokens=4, temperature=0)) == expected
 
 
 def test_empty_prompt_starts_from_the_separator(tokenizer):
@@ -258,7 +267,8 @@ def test_cli_chat_with_piped_input(run_dir):
                  input="the cat\n/set temperature 0.7\n/settings\n/reset\n/quit\nnot read\n")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert "temperature = 0.7" in lines and "conversation cleared" in lines and lines[-1] == "bye"
+    assert lines[0] == "> the cat"  # piped input is echoed, so the output reads as a transcript
+    assert "temperature = 0.7" in lines and "conversation cleared" in lines and lines[-2:] == ["> /quit", "bye"]
     assert "not read" not in result.stdout
 
 

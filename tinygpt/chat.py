@@ -139,14 +139,21 @@ class ChatSession:
         self.last_stats = reply.stats
 
 
-def run_chat(session: ChatSession, lines: Iterable[str], write, prompt: str = "") -> None:
-    """Feed input lines to the session and write its output (call `write(text)` per piece) until /quit or EOF."""
-    if prompt:
-        write(prompt)
+def run_chat(session: ChatSession, lines: Iterable[str], write, interactive: bool = True) -> None:
+    """Feed input lines to the session and `write(text)` its output piece by piece, until /quit or end of input.
+
+    Interactive (a terminal): a "> " prompt before each line. Otherwise (piped input) each input line is written
+    back after "> ", so the output reads as a transcript.
+    """
+    if interactive:
+        write("> ")
     for line in lines:
+        line = line.rstrip("\r\n")
+        if not interactive:
+            write(f"> {line}\n")
         for piece in session.handle(line):
             write(piece)
         if session.finished:
             return
-        if prompt:
-            write(prompt)
+        if interactive:
+            write("> ")

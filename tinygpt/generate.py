@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import codecs
 import re
+import sys
 import time
+import types
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from tinygrad import Tensor, TinyJit, UOp, dtypes, nn
+from tinygrad import Context, Tensor, TinyJit, UOp, dtypes, nn
 
 from tinygpt.errors import TinyGPTError
 from tinygpt.sampling import sample_next, validate_sampling
@@ -116,7 +118,8 @@ class FullForward:
     def next_logits(self, window: Sequence[int]) -> np.ndarray:
         padded = np.zeros((1, self.block_size), dtype=np.int32)
         padded[0, :len(window)] = window
-        logits = self._forward(Tensor(padded, device=self.device)).numpy()
+        with Context(TRAINING=0):  # no dropout, even when called from a training loop
+            logits = self._forward(Tensor(padded, device=self.device)).numpy()
         return logits[0, len(window) - 1]
 
 
@@ -264,7 +267,6 @@ def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens:
     if not 1 <= context_shift <= block_size:
         raise TinyGPTError(f"context shift must be between 1 and block_size ({block_size}), got {context_shift}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    start_time = time.perf_counter()
     ids = encode_prompt(tokenizer, prompt, allow_special)
     if max(ids) >= model.config.vocab_size:
         raise TinyGPTError(f"token id {max(ids)} is outside the model's vocabulary of {model.config.vocab_size}: "
@@ -274,6 +276,7 @@ def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens:
     forward = forward_for(model, use_cache)
 
     def pieces() -> Iterator[str]:
+        start_time = time.perf_counter()  # the clock starts when the first piece is asked for
         stream, matcher = Utf8Stream(), _StopMatcher(stop)
         stats.stop_reason = "length"
         try:
@@ -305,3 +308,14 @@ def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens:
             stats.total_s = time.perf_counter() - start_time
 
     return Generation(pieces(), stats, new_tokens)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this module rebinds the package attribute `tinygpt.generate` from the function that
+    tinygpt/__init__.py exposes to this module; making the module callable keeps `tinygpt.generate(...)` working."""
+
+    def __call__(self, *args, **kwargs) -> Generation:
+        return generate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
