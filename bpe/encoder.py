@@ -31,19 +31,22 @@ WHOLE_TEXT_NEW_SHARE = 0.25  # skips the cache and goes through numpy whole
 class PairRanks:
     """A numpy open-addressing hash table from a token pair (left, right) to its merge rank (= the new id)."""
 
+    EMPTY = np.uint64(2**64 - 1)
+
     def __init__(self, merges: list[tuple[int, int]], first_id: int = 256):
         n = len(merges)
-        pairs = np.array(merges, dtype=np.int64).reshape(n, 2)
-        keys = pairs[:, 0] << _KEY_SHIFT | pairs[:, 1]
+        pairs = np.array(merges, dtype=np.uint64).reshape(n, 2)
+        keys = pairs[:, 0] << np.uint64(_KEY_SHIFT) | pairs[:, 1]
         self.bits = max(8, (4 * n).bit_length())  # load factor <= 1/4: almost every lookup takes one probe
-        self.mask = (1 << self.bits) - 1
-        self.keys = np.full(1 << self.bits, -1, dtype=np.int64)
+        self.shift = np.uint64(64 - self.bits)
+        self.mask = np.uint64((1 << self.bits) - 1)
+        self.keys = np.full(1 << self.bits, self.EMPTY, dtype=np.uint64)
         self.values = np.zeros(1 << self.bits, dtype=np.int32)
-        slots = self._hash(keys)
+        slots = (keys * _GOLDEN) >> self.shift
         pending = np.arange(n)
         while pending.size:  # insert with linear probing; on a clash the first pending pair wins the slot
             s = slots[pending]
-            free = self.keys[s] == -1
+            free = self.keys[s] == self.EMPTY
             won_slots, first = np.unique(s[free], return_index=True)
             winners = pending[free][first]
             self.keys[won_slots] = keys[winners]
@@ -51,26 +54,26 @@ class PairRanks:
             placed = np.zeros(n, dtype=bool)
             placed[winners] = True
             pending = pending[~placed[pending]]
-            slots[pending] = (slots[pending] + 1) & self.mask
-
-    def _hash(self, keys: np.ndarray) -> np.ndarray:
-        return ((keys.astype(np.uint64) * _GOLDEN) >> np.uint64(64 - self.bits)).astype(np.int64)
+            slots[pending] = (slots[pending] + np.uint64(1)) & self.mask
 
     def lookup(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """The rank of each pair (left[i], right[i]), or NO_MERGE, as an int32 array."""
-        keys = left.astype(np.int64) << _KEY_SHIFT | right
-        slots = self._hash(keys)
-        found_keys = self.keys[slots]
-        hit = found_keys == keys
-        ranks = np.where(hit, self.values[slots], NO_MERGE).astype(np.int32, copy=False)
-        probe_on = np.flatnonzero(~hit & (found_keys != -1))  # a clash: look at the next slots (rare)
+        keys = left.astype(np.uint64) << np.uint64(_KEY_SHIFT)
+        keys |= right.astype(np.uint64)
+        slots = keys * _GOLDEN
+        slots >>= self.shift
+        found = self.keys[slots]
+        hit = found == keys
+        ranks = np.where(hit, self.values[slots], np.int32(NO_MERGE))
+        hit |= found == self.EMPTY
+        probe_on = np.flatnonzero(~hit)  # a clash: look at the next slots (rare)
         while probe_on.size:
-            slots_on = (slots[probe_on] + 1) & self.mask
+            slots_on = (slots[probe_on] + np.uint64(1)) & self.mask
             slots[probe_on] = slots_on
-            found_keys = self.keys[slots_on]
-            hit = found_keys == keys[probe_on]
+            found = self.keys[slots_on]
+            hit = found == keys[probe_on]
             ranks[probe_on[hit]] = self.values[slots_on[hit]]
-            probe_on = probe_on[~hit & (found_keys != -1)]
+            probe_on = probe_on[~hit & (found != self.EMPTY)]
         return ranks
 
 
@@ -241,7 +244,19 @@ class ChunkEncoder:
             last_byte = np.array([b[-1] for b in tb], dtype=np.int32)
             char_tables = _char_tables(pair_ranks, byte_ids)
             self._tables = pair_ranks, byte_ids, byte_pair_ranks, first_join, first_byte, last_byte, char_tables
+            # join_after[t]: the first merge whose left part ends with token t's bytes; join_before[t]: whose
+            # right part starts with them. Tokens only grow, so whatever joins token a to the token b after it
+            # is such a merge for both: its rank is at least both (and the first join of their boundary bytes).
+            self._join_after, self._join_before = _join_bounds(self.merges, tb)
+            self._first_join, self._first_byte, self._last_byte = first_join, first_byte, last_byte
         return self._tables
+
+    def walls(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """A lower bound on the rank of any merge that can ever join token left[i] to the token right[i] after it."""
+        wall = self._first_join[self._last_byte[left] << 8 | self._first_byte[right]]
+        np.maximum(wall, self._join_after[left], out=wall)
+        np.maximum(wall, self._join_before[right], out=wall)
+        return wall
 
     def merge_numpy(self, raw: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BPE on the chunks raw[starts[i]:starts[i + 1]] all at once: all their ids, and how many each got.
@@ -305,7 +320,7 @@ class ChunkEncoder:
         chars = _ranges(todo_starts, todo_lens)
         tokens, todo_counts = self._merge_rounds(*_start_from_code_points(
             codes[chars], first[chars], last[chars], between[chars], np.cumsum(todo_lens) - todo_lens,
-            todo_lens, byte_ids, char_tables, self._numpy_tables()))
+            todo_lens, byte_ids, char_tables, self._numpy_tables(), self.walls))
         source = np.empty(len(piece_starts), dtype=np.int64)  # which encoded piece each piece is
         source[short] = which.ravel()
         source[long] = len(first_of) + np.arange(len(long))
@@ -332,14 +347,14 @@ class ChunkEncoder:
             rank = np.empty(len(tokens), dtype=np.int32)
             rank[:-1] = pair_ranks.lookup(tokens[:-1], tokens[1:])
             wall = np.empty(len(tokens), dtype=np.int32)
-            wall[:-1] = first_join[last_byte[tokens[:-1]] << 8 | first_byte[tokens[1:]]]
+            wall[:-1] = self.walls(tokens[:-1], tokens[1:])
         else:
             tokens = byte_ids[raw]
             bigrams = raw[:-1].astype(np.int32) << 8 | raw[1:]
             rank = np.empty(len(raw), dtype=np.int32)
             rank[:-1] = byte_pair_ranks[bigrams]
             wall = np.empty(len(raw), dtype=np.int32)
-            wall[:-1] = first_join[bigrams]
+            wall[:-1] = self.walls(tokens[:-1], tokens[1:])
         ends = starts + lens - 1
         rank[ends] = wall[ends] = NO_MERGE
         return self._merge_rounds(tokens, rank, wall, starts, lens)
@@ -385,11 +400,13 @@ class ChunkEncoder:
             rank[new_pos[at_end]] = NO_MERGE
             p = new_pos[~at_end]
             rank[p] = pair_ranks.lookup(tokens[p], tokens[p + 1])
+            wall[p] = self.walls(tokens[p], tokens[p + 1])  # a bigger token: maybe a higher wall
             # the pair on the left of each merged token, unless that is a merged token too (done just above)
             left_new = np.ones(len(new_pos), dtype=bool)
             left_new[1:] = new_pos[:-1] != new_pos[1:] - 1
             q = new_pos[left_new & (new_pos != starts[segment_of_pos])] - 1
             rank[q] = pair_ranks.lookup(tokens[q], tokens[q + 1])
+            wall[q] = self.walls(tokens[q], tokens[q + 1])
         owners = np.concatenate(finished_owners)
         order = np.argsort(owners, kind="stable")  # each round's output is already sorted: a cheap merge
         return np.concatenate(finished_tokens)[order], np.bincount(owners, minlength=n)
@@ -471,13 +488,38 @@ def _start_from_characters(raw, starts, lens, byte_ids, first_join, char_tables)
     return tokens, new_starts, np.diff(new_starts, append=len(tokens))
 
 
+def _join_bounds(merges, token_bytes) -> tuple[np.ndarray, np.ndarray]:
+    """join_after[t] / join_before[t]: the rank of the first merge whose left part ends with / right part starts
+    with the bytes of token t (NO_MERGE when none does)."""
+    ids = {}
+    for token in range(len(token_bytes) - 1, -1, -1):
+        ids[token_bytes[token]] = token
+    join_after = np.full(len(token_bytes), NO_MERGE, dtype=np.int32)
+    join_before = np.full(len(token_bytes), NO_MERGE, dtype=np.int32)
+    after, before = {}, {}
+    for i, (left, right) in enumerate(merges):  # in rank order: the first one found is the lowest
+        data = token_bytes[left]
+        for k in range(len(data)):
+            t = ids.get(data[k:])
+            if t is not None and t not in after:
+                after[t] = 256 + i
+        data = token_bytes[right]
+        for k in range(1, len(data) + 1):
+            t = ids.get(data[:k])
+            if t is not None and t not in before:
+                before[t] = 256 + i
+    join_after[list(after)] = list(after.values())
+    join_before[list(before)] = list(before.values())
+    return join_after, join_before
+
+
 def _first_byte(codes: np.ndarray) -> np.ndarray:
     """The first UTF-8 byte of each code point."""
     return np.where(codes < 0x80, codes, np.where(codes < 0x800, 0xC0 | codes >> 6,
                                                   np.where(codes < 0x10000, 0xE0 | codes >> 12, 0xF0 | codes >> 18)))
 
 
-def _start_from_code_points(codes, first, last, between, starts, lens, byte_ids, char_tables, tables):
+def _start_from_code_points(codes, first, last, between, starts, lens, byte_ids, char_tables, tables, walls):
     """Starting tokens, pair ranks and walls for strings of characters (see `_start_from_characters`):
     ASCII is its byte, 2- and 3-byte characters come merged as far as their walls allow, 4-byte ones as bytes.
     `between[i]` is the wall between character i and i + 1 (NO_MERGE at the end of a string)."""
@@ -512,10 +554,11 @@ def _start_from_code_points(codes, first, last, between, starts, lens, byte_ids,
         tokens[out[four] + k] = byte_ids[byte]
     new_starts = out[starts]
     new_lens = np.diff(new_starts, append=len(tokens))
-    rank = np.empty(len(tokens), dtype=np.int32)
     wall = np.empty(len(tokens), dtype=np.int32)
-    rank[:-1] = pair_ranks.lookup(tokens[:-1], tokens[1:])
-    wall[:-1] = first_join[last_byte[tokens[:-1]] << 8 | first_byte[tokens[1:]]]
+    wall[:-1] = walls(tokens[:-1], tokens[1:])
+    rank = np.full(len(tokens), NO_MERGE, dtype=np.int32)
+    joinable = np.flatnonzero(wall[:-1] < NO_MERGE)  # elsewhere no merge can ever join the two tokens
+    rank[joinable] = pair_ranks.lookup(tokens[joinable], tokens[joinable + 1])
     ends = new_starts + new_lens - 1
     rank[ends] = wall[ends] = NO_MERGE
     return tokens, rank, wall, new_starts, new_lens
