@@ -58,12 +58,13 @@ def generate(run_dir, prompt, max_new_tokens, temperature, top_k, top_p, repetit
 
     from tinygpt.errors import TinyGPTError
     from tinygpt.generate import generate as generate_text
-    from tinygpt.generate import parse_escapes, special_text_in
+    from tinygpt.generate import parse_escapes, run_starts_documents, special_text_in
     from tinygpt.sampling import validate_sampling
     validate_sampling(temperature, top_k, top_p, repetition_penalty)  # before the (slow) model load
     if num_samples < 1:
         raise TinyGPTError(f"--num-samples must be >= 1, got {num_samples}")
     model, tokenizer = _load(run_dir, device)
+    bos = run_starts_documents(run_dir)
     if not allow_special and (found := special_text_in(tokenizer, prompt)):
         click.echo(f"note: the prompt's {', '.join(found)} is read as plain text; "
                    "pass --allow-special to encode it as a special token", err=True)
@@ -76,7 +77,7 @@ def generate(run_dir, prompt, max_new_tokens, temperature, top_k, top_p, repetit
         pieces = generate_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, seed=rng,
                                stop=[parse_escapes(s) for s in stop], use_cache=not no_cache,
-                               allow_special=allow_special)
+                               allow_special=allow_special, bos=bos)
         for piece in pieces:
             sys.stdout.write(piece)
             sys.stdout.flush()
@@ -96,13 +97,13 @@ def chat(run_dir, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
     Works with piped input too: `printf 'ROMEO:\\n/quit\\n' | tinygpt chat RUN_DIR`.
     """
     from tinygpt.chat import ChatSession, ChatSettings, run_chat
-    from tinygpt.generate import parse_escapes
+    from tinygpt.generate import parse_escapes, run_starts_documents
     settings = ChatSettings(temperature=temperature, top_k=top_k, top_p=top_p,
                             repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed,
                             stop=tuple(parse_escapes(s) for s in stop))
     settings.validate()
     model, tokenizer = _load(run_dir, device)
-    session = ChatSession(model, tokenizer, settings, use_cache=not no_cache)
+    session = ChatSession(model, tokenizer, settings, use_cache=not no_cache, bos=run_starts_documents(run_dir))
     interactive = sys.stdin.isatty()
     if interactive:
         click.echo("chatting with a base model: type text for it to continue; /help for commands, /quit to leave",

@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from bpe import Tokenizer
 from tinygpt.errors import TinyGPTError
-from tinygpt.generate import SEPARATOR, Utf8Stream, context_start, encode_prompt, generate
+from tinygpt.generate import (SEPARATOR, Utf8Stream, context_start, encode_prompt, generate,
+                              run_starts_documents)
 
 TEXT = ("the cat sat on the mat. 你好，世界！水浒传是一部小说。 the dog ate the bone. "
         "émigré café naïve — ok. ") * 8
@@ -107,7 +108,7 @@ def test_sliding_window_matches_a_plain_nanogpt_loop(model, tokenizer):
     """context_shift=1 is nanoGPT: crop to the last block_size tokens, full forward, take the last logits."""
     from tinygrad import Tensor
     prompt = TEXT[:60]  # longer than block_size: every step slides the window (and the reference has one shape)
-    ids = tokenizer.encode_ordinary(prompt)
+    ids = encode_prompt(tokenizer, prompt)  # the separator, then the text
     assert len(ids) > BLOCK
     reference = []
     for _ in range(8):
@@ -132,7 +133,7 @@ def test_streamed_pieces_are_the_decoded_tokens(model, tokenizer):
     pieces = list(g)
     assert all(pieces)
     assert "".join(pieces) == tokenizer.decode(g.tokens)
-    assert g.stats.new_tokens == 40 and g.stats.prompt_tokens == len(tokenizer.encode_ordinary("你好"))
+    assert g.stats.new_tokens == 40 and g.stats.prompt_tokens == 1 + len(tokenizer.encode_ordinary("你好"))
     assert g.stats.stop_reason == "length" and g.stats.tokens_per_s > 0
 
 
@@ -147,13 +148,13 @@ def test_stop_string_ends_generation_and_is_not_printed(model, tokenizer):
 
 def test_separator_token_ends_a_document(model, tokenizer):
     """A model that produces the separator has finished its document (a name, for the names corpus)."""
-    first = run(model, tokenizer, max_new_tokens=1, temperature=0)[1][0]
+    first = run(model, tokenizer, max_new_tokens=1, temperature=0, bos=False)[1][0]
 
     class SeparatorIsFirst:  # the same tokenizer, but the greedy first token is now the separator
         special_tokens = {SEPARATOR: first}
         encode_ordinary, decode_bytes = tokenizer.encode_ordinary, tokenizer.decode_bytes
 
-    text, tokens, stats = run(model, SeparatorIsFirst(), max_new_tokens=10, temperature=0)
+    text, tokens, stats = run(model, SeparatorIsFirst(), max_new_tokens=10, temperature=0, bos=False)
     assert (text, tokens, stats.stop_reason) == ("", [], "separator")
 
 
@@ -172,8 +173,18 @@ def test_empty_prompt_starts_from_the_separator(tokenizer):
 
 def test_special_token_text_in_the_prompt_is_plain_unless_allowed(tokenizer):
     sep = tokenizer.special_tokens[SEPARATOR]
-    assert sep not in encode_prompt(tokenizer, f"a{SEPARATOR}b")
-    assert sep in encode_prompt(tokenizer, f"a{SEPARATOR}b", allow_special=True)
+    assert sep not in encode_prompt(tokenizer, f"a{SEPARATOR}b", bos=False)
+    assert sep in encode_prompt(tokenizer, f"a{SEPARATOR}b", allow_special=True, bos=False)
+
+
+def test_text_prompts_start_a_new_document_when_the_vocabulary_has_the_separator(tokenizer, run_dir):
+    sep, ma = tokenizer.special_tokens[SEPARATOR], tokenizer.encode_ordinary("ma")
+    assert encode_prompt(tokenizer, "ma") == [sep, *ma]                # a docs-mode model completes a name
+    assert encode_prompt(tokenizer, "ma", bos=False) == ma
+    assert encode_prompt(tokenizer, [5, 6]) == [5, 6]                 # token ids are taken as given
+    plain = Tokenizer.train("abc abc", vocab_size=257)
+    assert encode_prompt(plain, "ab") == plain.encode_ordinary("ab")  # no separator, nothing to add
+    assert run_starts_documents(run_dir) is None                      # config.json without data.docs
 
 
 @pytest.mark.parametrize("kw, message", [

@@ -72,8 +72,9 @@ class ChatSession:
     `finished` turns true after /quit. Errors in commands are answered as "error: ..." lines, the session goes on.
     """
 
-    def __init__(self, model, tokenizer, settings: ChatSettings | None = None, use_cache: bool = True):
-        self.model, self.tokenizer, self.use_cache = model, tokenizer, use_cache
+    def __init__(self, model, tokenizer, settings: ChatSettings | None = None, use_cache: bool = True,
+                 bos: bool | None = None):
+        self.model, self.tokenizer, self.use_cache, self.bos = model, tokenizer, use_cache, bos
         self.settings = settings or ChatSettings()
         self.settings.validate()
         self.rng = np.random.default_rng(self.settings.seed)
@@ -82,9 +83,9 @@ class ChatSession:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the conversation: it starts again from the separator token when the vocabulary has one."""
+        """Forget the conversation: it starts again from the separator token (see generate's `bos`)."""
         separator = self.tokenizer.special_tokens.get(SEPARATOR)
-        self.history: list[int] = [] if separator is None else [separator]
+        self.history: list[int] = [] if separator is None or self.bos is False else [separator]
 
     def handle(self, line: str) -> Iterator[str]:
         """Process one input line: a command, or text the model continues."""

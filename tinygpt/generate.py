@@ -175,20 +175,37 @@ def forward_for(model, use_cache: bool):
     return table[model]
 
 
-def encode_prompt(tokenizer, prompt: str | Sequence[int], allow_special: bool = False) -> list[int]:
-    """Prompt text -> ids; special-token text is plain text unless allow_special. Empty -> the separator token."""
+def encode_prompt(tokenizer, prompt: str | Sequence[int], allow_special: bool = False,
+                  bos: bool | None = None) -> list[int]:
+    """Prompt -> token ids the model starts from.
+
+    Text: special-token text is plain text unless allow_special. bos: put the `<|endoftext|>` separator first,
+    so the prompt reads as the start of a new document (a model trained on one name per line then completes a
+    name); None = when the vocabulary has the separator. Token ids are used as given. An empty prompt starts from
+    the separator (or a newline when the vocabulary has none).
+    """
+    separator = tokenizer.special_tokens.get(SEPARATOR)
     if isinstance(prompt, str):
-        if allow_special:
-            ids = tokenizer.encode(prompt, allowed_special="all")
-        else:
-            ids = tokenizer.encode_ordinary(prompt)
+        ids = tokenizer.encode(prompt, allowed_special="all") if allow_special else tokenizer.encode_ordinary(prompt)
+        if separator is not None and bos is not False and ids and ids[0] != separator:
+            ids = [separator, *ids]
     else:
         ids = [int(t) for t in prompt]
     if ids:
         return list(ids)
-    if SEPARATOR in tokenizer.special_tokens:
-        return [tokenizer.special_tokens[SEPARATOR]]
+    if separator is not None:
+        return [separator]
     return list(tokenizer.encode_ordinary("\n"))  # no separator in this vocabulary: start a new line
+
+
+def run_starts_documents(run_dir) -> bool | None:
+    """Whether a run was trained on documents framed by the separator (config.json's data.docs); None if unknown.
+
+    Pass it as generate's `bos`: prompts of a docs-mode model start a new document, other models' do not.
+    """
+    from tinygpt.checkpoint import read_run_config
+    docs = read_run_config(run_dir)[2].get("docs")
+    return docs if isinstance(docs, bool) else None
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
@@ -245,12 +262,13 @@ def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens:
              temperature: float = DEFAULT_TEMPERATURE, top_k: int = DEFAULT_TOP_K, top_p: float = DEFAULT_TOP_P,
              repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
              seed: int | np.random.Generator | None = None, stop: Sequence[str] = (), use_cache: bool = True,
-             allow_special: bool = False, stop_at_separator: bool = True,
+             allow_special: bool = False, stop_at_separator: bool = True, bos: bool | None = None,
              context_shift: int | None = None) -> Generation:
     """Continue `prompt` with up to `max_new_tokens` tokens, yielding the new text in pieces as it is produced.
 
     prompt: text (special-token text is plain text unless allow_special) or token ids; empty starts from the
-    `<|endoftext|>` separator when the vocabulary has it. temperature 0 is greedy; top_k 0 and top_p 1 are off.
+    `<|endoftext|>` separator when the vocabulary has it. bos: start text prompts with the separator (a new
+    document; None = when the vocabulary has it, see `run_starts_documents`). temperature 0 is greedy; top_k 0 and top_p 1 are off.
     seed: an int (same seed, same device -> same text), a numpy Generator to continue, or None for fresh entropy.
     stop: strings that end generation (not included in the output). stop_at_separator: the model producing the
     separator token ends the document. use_cache: the KV cache (default); False runs the full window each step
@@ -267,7 +285,7 @@ def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens:
     if not 1 <= context_shift <= block_size:
         raise TinyGPTError(f"context shift must be between 1 and block_size ({block_size}), got {context_shift}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    ids = encode_prompt(tokenizer, prompt, allow_special)
+    ids = encode_prompt(tokenizer, prompt, allow_special, bos)
     if max(ids) >= model.config.vocab_size:
         raise TinyGPTError(f"token id {max(ids)} is outside the model's vocabulary of {model.config.vocab_size}: "
                            f"the tokenizer does not belong to this model")
