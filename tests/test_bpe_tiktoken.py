@@ -40,7 +40,11 @@ def test_cl100k_special_tokens_like_tiktoken():
         tok.encode(text)
 
 
-SPECIAL_OR_TEXT = st.lists(st.one_of(st.text(max_size=30), st.sampled_from(list(CL100K_SPECIALS))), max_size=8)
+# Code points unassigned in Python's Unicode tables are left out: the `regex` module and tiktoken's Rust regex
+# ship different Unicode versions, so a newly assigned letter may pre-split differently (not an encoder matter).
+ASSIGNED = st.characters(blacklist_categories=("Cs", "Cn"))
+SPECIAL_OR_TEXT = st.lists(st.one_of(st.text(ASSIGNED, max_size=30), st.sampled_from(list(CL100K_SPECIALS))),
+                           max_size=8)
 
 
 @settings(max_examples=200, deadline=None)
@@ -108,7 +112,7 @@ def test_bad_ranks_files(tmp_path):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300))
+@given(st.text(alphabet=ASSIGNED, max_size=300))
 def test_cl100k_whole_text_numpy_path_equals_tiktoken(text):
     tok, enc = cl100k(), tiktoken_cl100k()
     assert tok._encoder.encode_text_numpy(text, tok._split(text)) == enc.encode_ordinary(text)
