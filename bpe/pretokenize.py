@@ -16,8 +16,8 @@ from bpe.patterns import PATTERNS, resolve_pattern
 # Chunks ending within this many characters of a block's end are carried into the next block and split again,
 # because the regex may have decided them by looking ahead past the end (e.g. `'ll` vs `'` + `ll`, `\s++$`).
 CARRY_CHARS = 16
-# Long blocks are split PIECE_CHARS characters at a time: the list of chunks of a whole file would take far more
-# memory than the counts.
+# Text is split about PIECE_CHARS characters at a time: the list of chunks of a whole file would take far more
+# memory than the counts, and one line at a time would spend more on the bookkeeping than on the splitting.
 PIECE_CHARS = 1 << 16
 
 
@@ -96,15 +96,27 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
 
 
 def _pieces(texts: Iterable[str]) -> Iterator[str]:
-    """The text blocks, cut into pieces of at most PIECE_CHARS characters so the list of chunks stays small."""
+    """The text blocks regrouped into pieces of about PIECE_CHARS characters: short blocks (lines of a file) are
+    joined, so each costs little, and long ones are cut, so the list of chunks of one piece stays small."""
+    short: list[str] = []
+    short_chars = 0
     for block in texts:
         if not isinstance(block, str):
             raise TokenizerError(f"text blocks must be str, got {type(block).__name__}: decode bytes to text first")
         if len(block) <= PIECE_CHARS:
-            yield block
-        else:
-            for start in range(0, len(block), PIECE_CHARS):
-                yield block[start:start + PIECE_CHARS]
+            short.append(block)
+            short_chars += len(block)
+            if short_chars >= PIECE_CHARS:
+                yield "".join(short)
+                short, short_chars = [], 0
+            continue
+        if short:
+            yield "".join(short)
+            short, short_chars = [], 0
+        for start in range(0, len(block), PIECE_CHARS):
+            yield block[start:start + PIECE_CHARS]
+    if short:
+        yield "".join(short)
 
 
 def _split_off_tail(text: str, chunks: list[str], compiled: regex.Pattern, carry_chars: int,

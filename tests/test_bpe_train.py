@@ -1,4 +1,5 @@
 """BPE training: chunk counting (streaming, specials, surrogates) and merges equal to a naive trainer and rustbpe."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pytest
 import regex
 from hypothesis import given, settings, strategies as st
 
+import bpe.pretokenize
 import bpe.train
 from bpe.patterns import GPT2_PATTERN, GPT4_PATTERN, resolve_pattern
 from bpe.pretokenize import count_chunks, split_chunks
@@ -27,6 +29,16 @@ def merge_path(request, monkeypatch):
     threshold = {"python": 10**9, "bulk": 1, "default": bpe.train.BULK_CHUNKS}[request.param]
     monkeypatch.setattr(bpe.train, "BULK_CHUNKS", threshold)
     return request.param
+
+
+@contextlib.contextmanager
+def pieces_of(chars: int):
+    """Let count_chunks split the text `chars` characters at a time."""
+    old, bpe.pretokenize.PIECE_CHARS = bpe.pretokenize.PIECE_CHARS, chars
+    try:
+        yield
+    finally:
+        bpe.pretokenize.PIECE_CHARS = old
 
 
 def whole_text_counts(text: str, pattern: str) -> dict[bytes, int]:
@@ -52,25 +64,30 @@ FRAGMENTS = ["'ll", "'ve", "'re", "'s", "'", "  ", "\n\n", " \n", "\r\n", "\t", 
 
 @pytest.mark.parametrize("blocks", [["we'l", "l go"], ["they'r", "e"], ["a  ", " b"], ["x\n ", "\n y"], ["12", "345"]])
 def test_streaming_counts_at_tricky_cuts(blocks):
-    assert count_chunks(blocks, "gpt4") == whole_text_counts("".join(blocks), GPT4_PATTERN)
+    with pieces_of(1):
+        assert count_chunks(blocks, "gpt4") == whole_text_counts("".join(blocks), GPT4_PATTERN)
 
 
 @settings(max_examples=150, deadline=None)
 @given(text=st.lists(st.sampled_from(FRAGMENTS), max_size=30).map("".join),
        cuts=st.lists(st.integers(0, 80), max_size=8),
-       pattern=st.sampled_from([GPT4_PATTERN, GPT2_PATTERN, "o200k"]))
-def test_streaming_counts_equal_whole_text_counts(text, cuts, pattern):
+       pattern=st.sampled_from([GPT4_PATTERN, GPT2_PATTERN, "o200k"]),
+       piece_chars=st.sampled_from([1, 2, 5, 17, 1 << 16]))
+def test_streaming_counts_equal_whole_text_counts(text, cuts, pattern, piece_chars):
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
     blocks = [text[a:b] for a, b in zip(bounds, bounds[1:])]
     expected = whole_text_counts(text, resolve_pattern(pattern))
-    assert count_chunks(blocks, pattern) == expected
-    assert count_chunks(iter(text), pattern) == expected  # one character per block
+    with pieces_of(piece_chars):  # blocks are regrouped into pieces of this size: small ones cut the text more
+        assert count_chunks(blocks, pattern) == expected
+        assert count_chunks(iter(text), pattern) == expected  # one character per block
 
 
 def test_streaming_counts_on_a_real_corpus_cut_into_blocks():
     text = shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")[:60_000]
     blocks = [text[i:i + 777] for i in range(0, len(text), 777)]
-    assert count_chunks(blocks, "gpt4") == whole_text_counts(text, GPT4_PATTERN)
+    for piece_chars in (100, 1000, 1 << 16):
+        with pieces_of(piece_chars):
+            assert count_chunks(blocks, "gpt4") == whole_text_counts(text, GPT4_PATTERN)
 
 
 @settings(max_examples=100, deadline=None)
@@ -84,11 +101,13 @@ def test_special_tokens_are_cut_out_even_across_blocks(text, cuts):
     expected = Counter()
     for part in regex.split(r"<\|endoftext\|>|<\|x\|>", text):
         expected.update(chunk.encode() for chunk in regex.findall(GPT4_PATTERN, part))
-    assert count_chunks(blocks, "gpt4", special_tokens=specials) == dict(expected)
+    with pieces_of(3):
+        assert count_chunks(blocks, "gpt4", special_tokens=specials) == dict(expected)
 
 
 def test_lone_surrogates_become_replacement_characters():
-    counts = count_chunks(["a\ud800b", " \ud83d", "\ude00"], "gpt4")  # a pair cut by the block boundary stays whole
+    with pieces_of(1):  # a pair cut by the block boundary stays whole
+        counts = count_chunks(["a\ud800b", " \ud83d", "\ude00"], "gpt4")
     assert counts == whole_text_counts("a\ufffdb 😀", GPT4_PATTERN)
 
 
