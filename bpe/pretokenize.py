@@ -52,7 +52,8 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
 
     `pattern` is a pattern name ("gpt4", ...) or a regex. Special-token strings are cut out of the text first, so
     no chunk contains or straddles one. Blocks may be cut anywhere, even inside a word or a special token: the
-    result equals counting the concatenated text.
+    result equals counting the concatenated text (for any regex that decides a chunk by looking at most
+    CARRY_CHARS characters past its end, as the named patterns do).
     """
     if isinstance(texts, str):
         texts = (texts,)
