@@ -152,8 +152,13 @@ def run_chat(session: ChatSession, lines: Iterable[str], write, interactive: boo
         line = line.rstrip("\r\n")
         if not interactive:
             write(f"> {line}\n")
-        for piece in session.handle(line):
-            write(piece)
+        try:
+            for piece in session.handle(line):
+                write(piece)
+        except KeyboardInterrupt:  # Ctrl-C ends the reply, not the session (twice quickly still exits)
+            if not interactive:
+                raise
+            write("\n[interrupted]\n")
         if session.finished:
             return
         if interactive:

@@ -137,22 +137,16 @@ class CachedForward:
         self.model, self.block_size = model, model.config.block_size
         self.device = _model_device(model)
         self.cached: list[int] = []  # tokens whose keys/values sit in the cache at positions 0..len-1
-        self.model.reset_cache()
-        self._cache_id = self._cache_identity()
+        self.model.reset_cache(batch_size=1)  # batch 1 from now on: the cache buffers (captured below) stay the same
         self._step = TinyJit(lambda idx, pos: self.model.forward_cached(idx, pos)[:, -1, :].realize())
         self._prefill = TinyJit(lambda idx: self.model.forward_cached(idx, 0).realize())
 
-    def _cache_identity(self) -> int:
-        # reset_cache() may allocate new cache buffers, which the captured TinyJits would not see: notice it
-        first_layer = getattr(self.model, "h", [None])[0]
-        return id(getattr(getattr(first_layer, "attn", None), "cache_kv", None))
-
     def next_logits(self, window: Sequence[int]) -> np.ndarray:
         window = list(window)
-        if self._cache_identity() != self._cache_id:
-            self.__init__(self.model)
         n = len(window)
-        if n > 1 and len(self.cached) == n - 1 and self.cached == window[:-1]:
+        extends_cache = n > 1 and len(self.cached) == n - 1 and self.cached == window[:-1]
+        self.cached = []  # until the call below finishes (an interrupted prefill leaves the cache unknown)
+        if extends_cache:
             pos = UOp.variable("start_pos", 0, self.block_size - 1).bind(n - 1)
             logits = self._step(Tensor([[window[-1]]], dtype=dtypes.int32, device=self.device), pos).numpy()[0]
         else:
