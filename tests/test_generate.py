@@ -53,6 +53,24 @@ def test_utf8_stream_any_split_gives_the_same_text(text, data):
     assert "".join(out) == text
 
 
+@given(st.text(alphabet="ab\n", max_size=40), st.lists(st.text(alphabet="ab\n", min_size=1, max_size=4),
+                                                      min_size=1, max_size=3), st.data())
+@settings(max_examples=300)
+def test_stop_strings_cut_at_the_first_occurrence_however_the_text_arrives(text, stops, data):
+    from tinygpt.generate import _StopMatcher
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=10)))
+    matcher, out = _StopMatcher(tuple(stops)), ""
+    for a, b in zip([0, *cuts], [*cuts, len(text)]):
+        out += matcher.push(text[a:b])
+        if matcher.stopped:
+            break
+    if not matcher.stopped:
+        out += matcher.pending
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    assert out == (text[:min(hits)] if hits else text)
+    assert matcher.stopped == bool(hits)
+
+
 def test_context_start_shifts_by_steps():
     assert [context_start(n, 8, 2) for n in (1, 8, 9, 10, 11, 12)] == [0, 0, 2, 2, 4, 4]
     assert [context_start(n, 8, 1) for n in (8, 9, 10)] == [0, 1, 2]  # nanoGPT's crop to the last block_size

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from tinygrad import Context, Tensor, TinyJit, UOp, dtypes, nn
 
+from tinygpt.data import DOC_SEPARATOR as SEPARATOR  # the document separator, also the BOS of a docs-mode model
 from tinygpt.errors import TinyGPTError
 from tinygpt.sampling import sample_next, validate_sampling
 
-SEPARATOR = "<|endoftext|>"  # the document separator / BOS token (tinygpt.data.DOC_SEPARATOR)
 
 # Defaults of generate() and of the CLI, after llama.cpp's: a little below temperature 1, top-k 40, top-p 0.95.
 DEFAULT_MAX_NEW_TOKENS = 200
