@@ -128,7 +128,8 @@ def test_explain_computes_the_models_own_logits(demo):
     from tinygpt.explain import explain_forward, render
     result, _ = demo
     model, tok = load(result.run_dir)
-    ex = explain_forward(model, tok, "Anna")
+    ex = explain_forward(model, tok, "anna", after_separator=True)   # as the CLI does for a names run
+    assert ex.ids == [tok.special_tokens["<|endoftext|>"]] + tok.encode("anna")
     want = model(Tensor([ex.ids])).numpy()[0]
     np.testing.assert_allclose(ex.logits, want, rtol=1e-5, atol=1e-5)
     T = len(ex.ids)
@@ -140,7 +141,7 @@ def test_explain_computes_the_models_own_logits(demo):
     text = render(ex)
     for stage in ("1. Text -> tokens", "2. Embeddings", "3.0 Block 0", "4. Logits", "5. Next token"):
         assert stage in text
-    code, out, _ = tinygpt("explain", result.run_dir, "--prompt", "Anna", "--no-color")
+    code, out, _ = tinygpt("explain", result.run_dir, "--prompt", "anna", "--no-color")
     assert code == 0 and "5. Next token" in out and f"p = {top[0][2]:.3f}" in out
 
 

@@ -52,8 +52,8 @@ def budget_stopper(minutes: float | None, args=None, calibrate_at: int = 20):
     """An on_step callback for tinygpt.train.train that stops the run once `minutes` have passed.
 
     Given the run's TrainArgs, it also measures the speed over the first steps (after the two that compile) and
-    shortens args.steps to what fits the time left, so the cosine learning-rate schedule ends when the budget
-    does instead of being cut off at its peak. (train() reads args.steps at every step.)
+    shortens args.steps (and args.warmup) to what fits the time left, so the cosine learning-rate schedule ends
+    when the budget does instead of being cut off at its peak. (train() reads args at every step.)
     """
     if minutes is None:
         return None
@@ -68,6 +68,7 @@ def budget_stopper(minutes: float | None, args=None, calibrate_at: int = 20):
             per_step = (now - started["t"]) / (step - 3)
             fits = step + int(0.95 * (deadline - now) / per_step)  # 5% for evaluations and checkpoints
             args.steps = max(step + 1, min(args.steps, fits))
+            args.warmup = min(args.warmup, max(step, args.steps // 10))  # warmup stays ~10% of the schedule
         return now > deadline
 
     return on_step
@@ -140,7 +141,7 @@ def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES,
         "backpropagate, AdamW update.")
     config = GPTConfig(vocab_size=tokenizer.vocab_size, **model_shape)
     args = TrainArgs(steps=steps, batch_size=batch_size, lr=3e-3, warmup=min(50, max(1, steps // 10)),
-                     eval_every=max(1, min(250, steps)), save_every=max(1, steps), log_every=max(1, min(25, steps)),
+                     eval_every=max(1, min(250, steps)), save_every=max(1, steps), log_every=max(1, min(10, steps)),
                      seed=seed)
     if out.exists() and ckpt.run_exists(out):
         for f in (ckpt.CONFIG, ckpt.TOKENIZER, ckpt.MODEL, ckpt.OPTIMIZER, ckpt.STATE, ckpt.METRICS):
@@ -179,7 +180,7 @@ def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES,
     seconds = time.perf_counter() - started
     log("")
     log(f"Done in {seconds / 60:.1f} minutes. The run is in {out}: try `tinygpt generate {out}`, "
-        f"`tinygpt explain {out} --prompt Em`, `tinygpt plot {out}`.")
+        f"`tinygpt explain {out} --prompt em`, `tinygpt plot {out}`.")
     return DemoResult(out, name, result.step, samples, novel, ev.loss, ev.bits_per_byte, seconds)
 
 

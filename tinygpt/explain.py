@@ -58,23 +58,36 @@ def token_label(tokenizer, token_id: int) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
-def prompt_ids(tokenizer, prompt: str, block_size: int) -> tuple[list[int], int]:
-    """Token ids of the prompt (an empty prompt is the document separator), cut to the last block_size tokens."""
-    from tinygpt.generate import encode_prompt
-    ids = encode_prompt(tokenizer, prompt)
+def prompt_ids(tokenizer, prompt: str, block_size: int, after_separator: bool = False) -> tuple[list[int], int]:
+    """Token ids of the prompt (special-token text is plain text), cut to the last block_size tokens, and how
+    many were cut.
+
+    after_separator=True puts the document separator first, the way a model trained one document per line
+    (names) saw the start of every document; an empty prompt is the separator alone.
+    """
+    from tinygpt.data import DOC_SEPARATOR
+    ids = tokenizer.encode_ordinary(prompt)
+    separator = tokenizer.special_tokens.get(DOC_SEPARATOR)
+    if separator is not None and (after_separator or not ids):
+        ids = [separator] + ids
+    if not ids:
+        raise TinyGPTError("the prompt is empty and the tokenizer has no separator token; give a --prompt")
     dropped = max(0, len(ids) - block_size)
     return ids[dropped:], dropped
 
 
-def explain_forward(model, tokenizer, prompt: str) -> Explanation:
-    """Run the model on `prompt` step by step (batch of one), keeping every intermediate value for display."""
+def explain_forward(model, tokenizer, prompt: str, after_separator: bool = False) -> Explanation:
+    """Run the model on `prompt` step by step (batch of one), keeping every intermediate value for display.
+
+    after_separator: start with the document separator (see prompt_ids), for models trained in docs mode.
+    """
     from tinygrad import Context, Tensor, dtypes, nn
     from bpe.display import token_segments
     from tinygpt.model import apply_rope, rope_tables
 
     config = model.config
     device = nn.state.get_parameters(model)[0].device
-    ids, dropped = prompt_ids(tokenizer, prompt, config.block_size)
+    ids, dropped = prompt_ids(tokenizer, prompt, config.block_size, after_separator)
     if max(ids) >= config.vocab_size:
         raise TinyGPTError(f"token id {max(ids)} is outside the model's vocabulary of {config.vocab_size}")
     T, C, H, D = len(ids), config.n_embd, config.n_head, config.head_dim
@@ -155,8 +168,9 @@ def render(ex: Explanation, head: int = 0, color: bool = False, max_positions: i
 
     for b, trace in enumerate(ex.blocks):
         say("")
-        say(f"3.{b} Block {b}: x + attention(LayerNorm(x)), then x + MLP(LayerNorm(x)). Head {head} of {n_head}: "
-            f"row = position, columns = the tokens it attends to (%; the causal mask hides later ones).")
+        say(f"3.{b} Block {b}: x = x + attention(LayerNorm(x)); x = x + MLP(LayerNorm(x)).")
+        say(f"   Attention of head {head} (of {n_head}) in %: row = a position, columns = the tokens it looks at "
+            "(the causal mask hides later ones).")
         cols = list(shown)
         width = 7
         say("   " + " " * 12 + "".join(_cell(ex.labels[c], width) for c in cols))
@@ -184,13 +198,13 @@ def render(ex: Explanation, head: int = 0, color: bool = False, max_positions: i
 
 
 def explain_run(run_dir, prompt: str, device=None) -> Explanation:
-    """Load a run directory and explain one forward pass on `prompt`."""
+    """Load a run directory and explain one forward pass on `prompt` (after the separator for a docs-mode run)."""
     from pathlib import Path
     from tinygpt.checkpoint import load_run
     if not Path(run_dir).is_dir():
         raise TinyGPTError(f"{run_dir}: no such run directory; train one with `tinygpt train --out {run_dir}`")
     run = load_run(run_dir, device=device)
-    return explain_forward(run.model, run.tokenizer, prompt)
+    return explain_forward(run.model, run.tokenizer, prompt, after_separator=bool(run.data.get("docs")))
 
 
 __all__ = ["Explanation", "BlockTrace", "explain_forward", "explain_run", "render", "token_label", "prompt_ids"]
