@@ -26,6 +26,7 @@ CACHE_LIMIT = 1 << 18  # chunks kept between calls; the cache restarts empty whe
 CACHE_MAX_CHUNK = 256  # longer chunks are not kept
 WHOLE_TEXT_MIN_CHUNKS = 4096  # a text with at least this many chunks, of which more than this share are new,
 WHOLE_TEXT_NEW_SHARE = 0.25  # skips the cache and goes through numpy whole
+WHOLE_TEXT_MIN_CHARS = 1 << 16  # (so does a long text made of a few huge chunks)
 
 
 class PairRanks:
@@ -113,7 +114,7 @@ class ChunkEncoder:
         results: list[list[int] | None] = [None] * len(texts)
         cached = []
         for i, (text, chunks) in enumerate(zip(texts, chunk_lists)):
-            if len(chunks) >= WHOLE_TEXT_MIN_CHUNKS:
+            if len(chunks) >= WHOLE_TEXT_MIN_CHUNKS or len(text) >= WHOLE_TEXT_MIN_CHARS:
                 missing = len(set(chunks).difference(self.cache))
                 if missing > WHOLE_TEXT_NEW_SHARE * len(chunks):
                     results[i] = self.encode_text_numpy(text, chunks)
