@@ -5,13 +5,19 @@ Encoding one chunk means: start from its bytes, then repeatedly take the adjacen
 merge always creates a token with a higher rank than both its parts, so this equals tiktoken's "lowest rank
 first" loop. As tiktoken does, a chunk whose bytes are exactly one token becomes that token directly.
 
-Speed comes from three layers:
-- a dict cache from chunk text to its ids: English text repeats its chunks a lot;
-- for few short new chunks, the plain Python loop above (`merge_python`), which is what minbpe does;
-- for many new chunks (Chinese text: long, mostly unique chunks), `merge_numpy` runs the loop on all chunks at
-  once: each round finds every chunk's lowest-ranked pair with one `np.minimum.reduceat`, merges all of them,
-  and looks up only the ranks of the pairs that changed in a numpy hash table. The work is linear in the text
-  (a long run like "aaaa..." halves in length per round), so pathological inputs stay fast.
+How it gets fast (every step below gives exactly the ids of that loop; the tests check it against the loop and
+against tiktoken):
+- English repeats its chunks: a dict cache maps chunk text to ids; few short new chunks use the plain loop
+  (`merge_python`, minbpe style).
+- Many new chunks (Chinese: long, mostly unique) are merged all at once with numpy (`_merge_rounds`). Each round
+  merges, in every chunk, its lowest-ranked pair (found with `np.minimum.reduceat`) and also every pair that no
+  lower-ranked merge can ever take a token from. That test uses a "wall" per token boundary, a lower bound on
+  the rank of any merge that could ever join across it, from the vocabulary alone (`walls`). Only the pairs
+  next to a merge are looked up again, in a numpy hash table (`PairRanks`).
+- Chunks are cut where the wall is infinite (no token spans the boundary): the pieces are independent, and each
+  distinct short piece is merged once. Characters start from their own precomputed merges (`_char_tables`),
+  as far as the walls around them allow, so Chinese text starts with one entry per character, not per byte.
+- The work is linear in the text: a run like "aaaa..." halves in length per round.
 """
 from itertools import repeat
 

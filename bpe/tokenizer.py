@@ -36,6 +36,7 @@ class Tokenizer:
         self.pattern = resolve_pattern(pattern)
         self._regex = regex.compile(self.pattern)
         self._ascii_regex = ascii_regex(self.pattern)
+        self._named_pattern = pattern_name(self.pattern) is not None
         self._merges = [(int(left), int(right)) for left, right in merges]
         self._byte_ids = [int(i) for i in byte_ids]
         if sorted(self._byte_ids) != list(range(256)):
@@ -215,8 +216,9 @@ class Tokenizer:
         if self._ascii_regex is not None and text.isascii():
             return self._ascii_regex.findall(text)
         if self._regex.groups:  # findall would return the groups, not the whole matches
-            return [m.group() for m in self._regex.finditer(text)]
-        return self._regex.findall(text)
+            return [m.group() for m in self._regex.finditer(text) if m.group()]
+        chunks = self._regex.findall(text)
+        return chunks if self._named_pattern else [chunk for chunk in chunks if chunk]  # a custom regex may match ""
 
     @staticmethod
     def _check_text(text) -> None:

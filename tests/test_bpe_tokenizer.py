@@ -195,3 +195,15 @@ def test_ascii_fast_split_equals_the_unicode_pattern(text, name):
     import regex
     from bpe.tokenizer import ascii_regex
     assert ascii_regex(bpe.PATTERNS[name]).findall(text) == regex.compile(bpe.PATTERNS[name]).findall(text)
+
+
+def test_custom_pattern_with_empty_matches_and_groups():
+    """A custom regex may match "" or have groups: text it does not match is dropped, as in training."""
+    import regex
+    for pattern in (r"\w*", r"(\w+)|\s+|."):
+        tok = bpe.Tokenizer.train(SAMPLE_TEXT, 300, pattern=pattern)
+        text = SAMPLE_TEXT * 30  # long enough for the numpy paths
+        kept = "".join(m.group() for m in regex.finditer(pattern, text))
+        ids = tok.encode_ordinary(text)
+        assert tok.decode(ids) == kept
+        assert ids == [i for chunk in tok._split(text) for i in tok.encode_ordinary(chunk)]
