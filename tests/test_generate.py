@@ -66,9 +66,14 @@ def test_stop_strings_cut_at_the_first_occurrence_however_the_text_arrives(text,
             break
     if not matcher.stopped:
         out += matcher.pending
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    assert out == (text[:min(hits)] if hits else text)
-    assert matcher.stopped == bool(hits)
+    # reference: read the text one character at a time and stop as soon as a stop string ends there
+    expected, stopped = text, False
+    for end in range(1, len(text) + 1):
+        starts = [end - len(s) for s in stops if text[:end].endswith(s)]
+        if starts:
+            expected, stopped = text[:min(starts)], True
+            break
+    assert (out, matcher.stopped) == (expected, stopped)
 
 
 def test_context_start_shifts_by_steps():
@@ -169,11 +174,18 @@ def test_separator_token_ends_a_document(model, tokenizer):
     first = run(model, tokenizer, max_new_tokens=1, temperature=0, bos=False)[1][0]
 
     class SeparatorIsFirst:  # the same tokenizer, but the greedy first token is now the separator
-        special_tokens = {SEPARATOR: first}
+        special_tokens, vocab_size = {SEPARATOR: first}, tokenizer.vocab_size
         encode_ordinary, decode_bytes = tokenizer.encode_ordinary, tokenizer.decode_bytes
 
     text, tokens, stats = run(model, SeparatorIsFirst(), max_new_tokens=10, temperature=0, bos=False)
     assert (text, tokens, stats.stop_reason) == ("", [], "separator")
+
+
+def test_ids_the_tokenizer_does_not_have_are_never_sampled(tokenizer):
+    wide = tiny_model(tokenizer.vocab_size + 40, seed=2)  # e.g. an embedding padded to a round size
+    tokens = run(wide, tokenizer, max_new_tokens=30, temperature=2.0, top_k=0, top_p=1.0, seed=0,
+                 stop_at_separator=False)[1]
+    assert max(tokens) < tokenizer.vocab_size
 
 
 def test_package_level_generate_works_even_after_the_module_is_imported(model, tokenizer):

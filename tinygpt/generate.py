@@ -242,10 +242,13 @@ class _StopMatcher:
 
     def push(self, text: str) -> str:
         self.pending += text
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        # (end, start) of each stop string's first occurrence: the text ends where a stop string first completes,
+        # cut before the earliest-starting one completed there (so the result does not depend on token boundaries)
+        hits = [(i + len(s), i) for s, i in ((s, self.pending.find(s)) for s in self.stops) if i >= 0]
         if hits:
+            end = min(e for e, _ in hits)
             self.stopped = True
-            out, self.pending = self.pending[:min(hits)], ""
+            out, self.pending = self.pending[:min(i for e, i in hits if e == end)], ""
             return out
         hold = max((k for s in self.stops for k in range(1, len(s)) if self.pending.endswith(s[:k])), default=0)
         out, self.pending = self.pending[:len(self.pending) - hold], self.pending[len(self.pending) - hold:]
@@ -284,6 +287,7 @@ def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens:
         raise TinyGPTError(f"token id {max(ids)} is outside the model's vocabulary of {model.config.vocab_size}: "
                            f"the tokenizer does not belong to this model")
     separator = tokenizer.special_tokens.get(SEPARATOR) if stop_at_separator else None
+    n_choices = min(model.config.vocab_size, tokenizer.vocab_size)  # a padded embedding's extra rows never win
     stats, new_tokens = GenerationStats(prompt_tokens=len(ids)), []
     forward = forward_for(model, use_cache)
 
@@ -294,7 +298,7 @@ def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens:
         try:
             for _ in range(max_new_tokens):
                 window = ids[context_start(len(ids), block_size, context_shift):]
-                token = sample_next(forward.next_logits(window), rng, temperature, top_k, top_p,
+                token = sample_next(forward.next_logits(window)[:n_choices], rng, temperature, top_k, top_p,
                                     repetition_penalty, context=window)
                 if not new_tokens:
                     stats.first_token_s = time.perf_counter() - start_time
