@@ -28,7 +28,14 @@ def resolve_device(name: "str | None" = None) -> str:
 
 @contextlib.contextmanager
 def default_device(device: str):
-    """Within this block, tensors created without an explicit device land on `device`."""
-    from tinygrad import Context
+    """Within this block, tensors created without an explicit device land on `device`.
+
+    When `device` already is the default, the DEV setting is left untouched (it may carry a renderer choice,
+    e.g. DEV=CPU:LLVM, that a plain "CPU" would drop).
+    """
+    from tinygrad import Context, Device
+    if device == Device.DEFAULT:
+        yield
+        return
     with Context(DEV=device):
         yield
