@@ -39,6 +39,8 @@ class ChatSettings:
         validate_sampling(self.temperature, self.top_k, self.top_p, self.repetition_penalty)
         if self.max_new_tokens < 1:
             raise TinyGPTError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if any(not stop for stop in self.stop):
+            raise TinyGPTError("a stop string must not be empty")
 
     def with_value(self, name: str, text: str) -> "ChatSettings":
         """A copy with one setting parsed from text ("top-p" and "top_p" both work); TinyGPTError if invalid."""
