@@ -186,3 +186,12 @@ def test_sigterm_writes_a_checkpoint_then_exits(tmp_path, corpus):
     state = json.loads((run / ckpt.STATE).read_text())
     assert state["step"] >= 1 and (run / ckpt.MODEL).is_file() and (run / ckpt.TOKENIZER).is_file()
     ckpt.load_run(run)  # the checkpoint is complete and loads
+
+
+def test_cli_protects_an_existing_run(tmp_path, corpus, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ckpt.STATE).write_text(json.dumps({"step": 2}))
+    base = ["--corpus", str(corpus), "--out", str(run)]
+    assert "already holds a run (step 2); continue it with --resume" in cli_error(capsys, *base)
+    assert "drop --n-layer, --lr" in cli_error(capsys, *base, "--resume", "--n-layer", "3", "--lr", "0.1")
