@@ -594,10 +594,13 @@ class ByteTable:
             return None
         ends = np.cumsum(lens, dtype=np.int64)
         total = int(ends[-1])
+        offsets = self.offsets[ids]
+        # the byte index runs up by one inside a token and jumps to the next token's offset at its start
         index_type = np.int32 if max(total, len(self.buffer)) < 1 << 31 else np.int64  # int32: half the memory
-        index = np.repeat((self.offsets[ids] - (ends - lens)).astype(index_type), lens)
-        index += np.arange(total, dtype=index_type)
-        return self.buffer[index].tobytes()
+        step = np.ones(total, dtype=index_type)
+        step[0] = offsets[0]
+        step[ends[:-1]] = offsets[1:] - (offsets[:-1] + lens[:-1]) + 1
+        return self.buffer[np.cumsum(step, dtype=index_type)].tobytes()
 
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
