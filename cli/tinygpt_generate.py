@@ -96,7 +96,7 @@ def chat(run_dir, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
     Commands: /help, /quit, /reset, /settings, /set NAME VALUE (e.g. /set temperature 0.7).
     Works with piped input too: `printf 'ROMEO:\\n/quit\\n' | tinygpt chat RUN_DIR`.
     """
-    from tinygpt.chat import ChatSession, ChatSettings, run_chat
+    from tinygpt.chat import ChatSession, ChatSettings, run_chat, terminal_lines
     from tinygpt.generate import parse_escapes, run_starts_documents
     settings = ChatSettings(temperature=temperature, top_k=top_k, top_p=top_p,
                             repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed,
@@ -113,4 +113,4 @@ def chat(run_dir, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    run_chat(session, sys.stdin, write, interactive=interactive)
+    run_chat(session, terminal_lines() if interactive else sys.stdin, write, interactive=interactive)

@@ -142,14 +142,25 @@ class ChatSession:
         self.last_stats = reply.stats
 
 
+def terminal_lines(prompt: str = "> ") -> Iterator[str]:
+    """Lines typed at a terminal, with line editing and history (readline) and a prompt; ends at Ctrl-D."""
+    try:
+        import readline  # noqa: F401  (importing it gives input() editing and history)
+    except ImportError:  # pragma: no cover - Windows
+        pass
+    while True:
+        try:
+            yield input(prompt)
+        except EOFError:
+            return
+
+
 def run_chat(session: ChatSession, lines: Iterable[str], write, interactive: bool = True) -> None:
     """Feed input lines to the session and `write(text)` its output piece by piece, until /quit or end of input.
 
-    Interactive (a terminal): a "> " prompt before each line. Otherwise (piped input) each input line is written
-    back after "> ", so the output reads as a transcript.
+    Interactive (lines from `terminal_lines`, which shows the prompt): Ctrl-C ends a reply, not the session.
+    Otherwise (piped input) each input line is written back after "> ", so the output reads as a transcript.
     """
-    if interactive:
-        write("> ")
     for line in lines:
         line = line.rstrip("\r\n")
         if not interactive:
@@ -157,11 +168,9 @@ def run_chat(session: ChatSession, lines: Iterable[str], write, interactive: boo
         try:
             for piece in session.handle(line):
                 write(piece)
-        except KeyboardInterrupt:  # Ctrl-C ends the reply, not the session (twice quickly still exits)
+        except KeyboardInterrupt:
             if not interactive:
                 raise
             write("\n[interrupted]\n")
         if session.finished:
             return
-        if interactive:
-            write("> ")
