@@ -95,27 +95,32 @@ def _train(chunk_counts, num_merges, progress):
         else:
             lefts, rights = _merge(words, freqs, chunk_ids, left, right, new_id)
         # Every pair touching the new token is new; the pair it replaced is gone: (x, left) on the left of
-        # the new token, (right, y) on its right, and (right, left) between two new tokens.
+        # the new token, (right, y) on its right, and (right, left) between two new tokens. A new pair seen once
+        # is not recorded at all: only the singleton phase can merge it, and that one starts from the chunks.
         for x, entry in lefts.items():
             x = ord(x)
-            new_pair = x << ID_BITS | new_id
-            pairs[new_pair] = entry
             n = entry[0]
             if n > 1:
+                new_pair = x << ID_BITS | new_id
+                pairs[new_pair] = entry
                 heappush(heap, -(n << PAIR_BITS) | new_pair)
             old_pair = (right if x == new_id else x) << ID_BITS | left
             if old_pair != pair:
-                pairs[old_pair][0] -= n
+                old = pairs.get(old_pair)
+                if old is not None:
+                    old[0] -= n
         for y, entry in rights.items():
             y = ord(y)
-            new_pair = new_id << ID_BITS | y
-            pairs[new_pair] = entry
             n = entry[0]
             if n > 1:
+                new_pair = new_id << ID_BITS | y
+                pairs[new_pair] = entry
                 heappush(heap, -(n << PAIR_BITS) | new_pair)
             old_pair = right << ID_BITS | y
             if old_pair != pair:
-                pairs[old_pair][0] -= n
+                old = pairs.get(old_pair)
+                if old is not None:
+                    old[0] -= n
         if progress is not None and len(merges) % report_every == 0:
             progress(len(merges), num_merges)
     if len(merges) < num_merges:
