@@ -207,3 +207,22 @@ def test_custom_pattern_with_empty_matches_and_groups():
         ids = tok.encode_ordinary(text)
         assert tok.decode(ids) == kept
         assert ids == [i for chunk in tok._split(text) for i in tok.encode_ordinary(chunk)]
+
+
+def test_a_full_cache_restarts_without_changing_ids(monkeypatch):
+    import bpe.encoder
+    tok = small_tokenizer()
+    expected = [tok.encode_ordinary(line) for line in SAMPLE_TEXT.splitlines()]
+    fresh = bpe.Tokenizer(tok.merges, tok.pattern)
+    monkeypatch.setattr(bpe.encoder, "CACHE_LIMIT", 8)
+    assert [fresh.encode_ordinary(line) for line in SAMPLE_TEXT.splitlines()] == expected
+    assert len(fresh._encoder.cache) <= 8 + max(len(fresh._split(line)) for line in SAMPLE_TEXT.splitlines())
+    assert fresh.encode_batch(SAMPLE_TEXT.splitlines()) == expected
+
+
+def test_encode_batch_mixes_cached_and_whole_text_paths():
+    tok = small_tokenizer()
+    big_chinese = "宋江道：「兄弟，你且住。」林冲听了" * 600  # > 4096 chunks, all repeated: cache path
+    unique = "".join(chr(0x4E00 + (i * 7919) % 20000) + ("，" if i % 3 else " ") for i in range(9000))  # new chunks
+    texts = ["short one", big_chinese, unique, ""]
+    assert tok.encode_batch(texts) == [bpe.Tokenizer(tok.merges, tok.pattern).encode_ordinary(t) for t in texts]
