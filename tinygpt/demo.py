@@ -48,27 +48,32 @@ def pick_corpus(corpus=None) -> tuple[str, list[Path]]:
     raise TinyGPTError("no demo corpus available; pass --corpus FILE")
 
 
-def budget_stopper(minutes: float | None, args=None, calibrate_at: int = 20):
+def budget_stopper(minutes: float | None, args=None, first_check: int = 20):
     """An on_step callback for tinygpt.train.train that stops the run once `minutes` have passed.
 
-    Given the run's TrainArgs, it also measures the speed over the first steps (after the two that compile) and
-    shortens args.steps (and args.warmup) to what fits the time left, so the cosine learning-rate schedule ends
-    when the budget does instead of being cut off at its peak. (train() reads args at every step.)
+    Given the run's TrainArgs, it also fits the learning-rate schedule to the time: at steps 20, 40, 80, ... it
+    measures the recent speed and sets args.steps (never above its first value) to what fits the time left, with
+    the warmup near 10% of it, so the cosine decay ends when the budget does instead of being cut off at its
+    peak; measuring again follows a machine whose load changes. (train() reads args at every step.)
     """
     if minutes is None:
         return None
     deadline = time.perf_counter() + 60.0 * minutes
-    started = {}
+    max_steps = args.steps if args is not None else 0
+    state = {"check": first_check}  # next step to measure at; "last": (step, time) of the previous measurement
 
     def on_step(step, record):
         now = time.perf_counter()
-        if step == 3:
-            started["t"] = now
-        if args is not None and step == calibrate_at and "t" in started:
-            per_step = (now - started["t"]) / (step - 3)
+        if step == 3:  # steps 1 and 2 include compilation: measure from here
+            state["last"] = (step, now)
+        elif args is not None and "last" in state and step >= state["check"]:
+            last_step, last_time = state["last"]
+            per_step = (now - last_time) / (step - last_step)
             fits = step + int(0.95 * (deadline - now) / per_step)  # 5% for evaluations and checkpoints
-            args.steps = max(step + 1, min(args.steps, fits))
-            args.warmup = min(args.warmup, max(step, args.steps // 10))  # warmup stays ~10% of the schedule
+            args.steps = max(step + 1, min(max_steps, fits))
+            if state["check"] == first_check:
+                args.warmup = min(args.warmup, max(step, args.steps // 10))  # warmup ~10% of the schedule
+            state["last"], state["check"] = (step, now), 2 * state["check"]
         return now > deadline
 
     return on_step
@@ -100,6 +105,8 @@ def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES,
         raise TinyGPTError(f"--minutes must be positive, got {minutes}")
     if steps < 1:
         raise TinyGPTError(f"--steps must be at least 1, got {steps}")
+    if num_samples < 0:
+        raise TinyGPTError(f"--samples must be 0 or more, got {num_samples}")
     if ckpt.run_exists(out) and ckpt.read_run_config(out)[2].get("demo") is not True:
         raise TinyGPTError(f"{out} holds a run that is not a demo; pick another --out")
     model_shape = {**DEMO_MODEL, **(model or {})}

@@ -123,7 +123,9 @@ def evaluate_run(run_dir, corpus=None, split: str = "val", device=None, docs: bo
         raise TinyGPTError(f"{run_dir}: no such run directory; train one with `tinygpt train --out {run_dir}`")
     run = load_run(run_dir, device=device)
     if corpus is None or (isinstance(corpus, (list, tuple)) and not corpus):
-        corpus = run.data.get("files") or run.data.get("corpus")
+        files = run.data.get("files") or []
+        # the files the run read, while they are still there; else its corpus spec (a catalog name resolves anywhere)
+        corpus = files if files and all(Path(f).is_file() for f in files) else run.data.get("corpus")
         if not corpus:
             raise TinyGPTError(f"{run_dir / 'config.json'} does not say which corpus the run used; pass --corpus")
         docs = run.data.get("docs", False) if docs is None else docs
