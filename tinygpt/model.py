@@ -54,8 +54,13 @@ class CausalSelfAttention:
 
     def __call__(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         q, k, v = self._qkv(x, rope)
-        y = q.scaled_dot_product_attention(k, v, is_causal=True, dropout_p=self.dropout)  # only under TRAINING=1
-        return self._merge_heads(y).dropout(self.dropout)
+        T = x.shape[1]
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
+        causal = Tensor.ones(T, T, dtype=dtypes.bool, device=x.device).tril()
+        # .contiguous() stores the probabilities: otherwise tinygrad recomputes the softmax inside every backward
+        # matmul that reads it (docs/performance.md: 1.4x per step). Dropout acts only under TRAINING=1.
+        probs = causal.where(att, float("-inf")).softmax(-1).contiguous().dropout(self.dropout)
+        return self._merge_heads(probs @ v).dropout(self.dropout)
 
     def forward_cached(self, x: Tensor, start_pos, rope: tuple[Tensor, Tensor] | None) -> Tensor:
         """Attend over the cache plus x, writing x's keys/values into the cache at [start_pos, start_pos+T)."""
@@ -79,7 +84,9 @@ class MLP:
         self.dropout = config.dropout
 
     def __call__(self, x: Tensor) -> Tensor:
-        return self.c_proj(self.c_fc(x).gelu()).dropout(self.dropout)
+        # .contiguous() stores the GELU output once instead of recomputing the tanh inside the matmuls that
+        # consume it, forward and backward (docs/performance.md: 2x per step)
+        return self.c_proj(self.c_fc(x).gelu().contiguous()).dropout(self.dropout)
 
 
 class Block:

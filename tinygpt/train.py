@@ -166,11 +166,14 @@ def train(run_dir, dataset, tokenizer, config: GPTConfig, args: TrainArgs | None
 
         param_list = list(params.values())
         B, T, A = args.batch_size, config.block_size, args.accum
+        # the token embedding's backward as an atomic scatter-add instead of a one-hot matmul: tinygrad supports it
+        # on CPU and AMD only (docs/performance.md)
+        atomics = int(dev.split(":")[0] in ("CPU", "AMD"))
 
         @TinyJit
         def train_step(x: Tensor, y: Tensor, lr: Tensor) -> tuple[Tensor, Tensor]:
             """One optimizer step over A micro-batches x, y of shape (A, B, T); returns (mean loss, grad norm)."""
-            with Context(TRAINING=1):
+            with Context(TRAINING=1, USE_ATOMICS=atomics):
                 set_lr(optimizer, lr)
                 optimizer.zero_grad()
                 total = None
