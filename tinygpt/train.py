@@ -153,8 +153,12 @@ def train(run_dir, dataset, tokenizer, config: GPTConfig, args: TrainArgs | None
             state = ckpt.read_state(run_dir)
             ckpt.load_tensors_into(run_dir / ckpt.MODEL, params, state["step"])
             ckpt.load_tensors_into(run_dir / ckpt.OPTIMIZER, opt_state, state["step"])
-            rng.bit_generator.state = state["data_rng"]
-            _restore_tensor_rng(state["tensor_rng"])
+            try:
+                rng.bit_generator.state = state["data_rng"]
+                _restore_tensor_rng(state["tensor_rng"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise TinyGPTError(f"{run_dir / ckpt.STATE}: damaged random-number state ({e.__class__.__name__}: "
+                                   f"{e}); the run cannot be resumed exactly") from None
             step, elapsed_before, tokens_seen = state["step"], state.get("elapsed_s", 0.0), state.get("tokens", 0)
             ckpt.truncate_metrics(run_dir, step)
         else:
