@@ -319,7 +319,7 @@ def main(argv=None) -> int:
     slice_bytes = 200_000 if args.quick else 0
     naive_slice = args.naive_slice or (4_000 if args.quick else 20_000)
     naive_vocab = 300 if args.quick else 1000
-    report = {"machine": machine_info(), "repeats": repeats, "quick": args.quick, "train": [], "naive": [],
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_info(), "repeats": repeats, "quick": args.quick, "train": [], "naive": [],
               "encode": {}, "note": "2-core machine shared with other work: times are noisy; ratios come from the same run"}
     corpora = [args.corpora / name for name in CORPORA if (args.corpora / name).is_file()]
     if not corpora:
