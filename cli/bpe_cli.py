@@ -121,14 +121,14 @@ def decode(tokenizer_path, ids, no_newline):
 @ERRORS_OPTION
 def show(tokenizer_path, text, file_path, color, separator, ids, errors):
     """Print TEXT with its token boundaries marked, then its ids."""
-    from bpe.display import render_segments, text_stats, token_segments
+    from bpe.display import TextStats, render_segments, token_segments
     tok = load_tokenizer(tokenizer_path)
     text = input_text(text, file_path, errors)
     if color is None:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     token_ids = tok.encode(text, allowed_special="all")
     click.echo(render_segments(token_segments(tok, token_ids), color=color, separator=separator), color=color)
-    stats = text_stats(tok, [])
+    stats = TextStats()
     stats.add(text, token_ids)
     click.echo(f"{stats.tokens} tokens, {stats.bytes} bytes, {stats.bytes_per_token:.2f} bytes per token")
     if ids:
