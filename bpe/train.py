@@ -15,8 +15,8 @@ How it stays fast in pure Python:
   of the neighbouring pairs by the difference (+/- deltas), never recounting everything.
 - A merge touching many chunks joins them into one string for a single `str.replace`, and numpy finds and
   counts the new token's neighbours (`_merge_bulk`); a merge touching few loops over them (`_merge`).
-- Pairs seen once never enter the heap. When the best count left is 1, every pair occurs once, in a single
-  chunk, and a heap of bare pair codes finishes the job (`_merge_singletons`).
+- New pairs seen once are not recorded. When the best count left is 1, every pair occurs once, in a single
+  chunk, and a heap of bare pair codes, rebuilt from the chunks, finishes the job (`_merge_singletons`).
 """
 import gc
 from heapq import heapify, heappop, heappush, heapreplace
@@ -67,7 +67,8 @@ def _train(chunk_counts, num_merges, progress):
             words.append(chunk.decode("latin-1"))  # one character per byte, character code = byte value
             freqs.append(count)
     freqs_array = np.asarray(freqs, dtype=np.int64)
-    pairs = _count_byte_pairs(words, freqs_array)  # pair -> [weighted count, chunks that may hold it]
+    pairs = _count_byte_pairs(words, freqs_array)  # pair -> [weighted count, chunks that may hold it]; new
+    # pairs enter it only when seen more than once
     heap = [-(entry[0] << PAIR_BITS) | pair for pair, entry in pairs.items()]
     heapify(heap)
 
