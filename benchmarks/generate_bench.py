@@ -4,10 +4,10 @@
     .venv/bin/python benchmarks/generate_bench.py --config A --rounds 3
 
 Three sides, each in its own worker process, asked in turn (round-robin, so all see the same load):
-- `cache`:   ours, `model.forward_cached` under TinyJit with a symbolic start position (decode, T=1) and one
-             TinyJit per prefill length; when the cache is full, the last block_size/2 tokens are re-prefilled;
-- `nocache`: ours, the full forward over the cropped context for every token (nanoGPT's loop, no JIT: the
-             context length changes every token until it reaches block_size);
+- `cache`:   ours, tinygpt.generate's CachedForward: `model.forward_cached` under TinyJit with a symbolic start
+             position (decode, T=1) and a padded prefill; the window shifts by block_size/4 when full;
+- `nocache`: ours, tinygpt.generate's FullForward: the whole window, padded to block_size, under TinyJit;
+             (BENCH_MODEL=standalone: the benchmark's own loops, the no-cache one without JIT);
 - `torch`:   the same architecture in PyTorch (benchmarks/torch_gpt.py), nanoGPT's generate loop.
 All decode greedily (argmax) from random weights: this measures speed, not text. Round 1 includes compilation
 ("cold"); later rounds are warm. Reported: tokens/s over the 256 tokens, first-token time, peak RSS.
@@ -49,7 +49,40 @@ def build_tinygrad_model(cfg: dict, seed: int):
     return model, source
 
 
+def tinygpt_forward_side(cfg: dict, seed: int, use_cache: bool):
+    """tinygpt.generate's own forward (`forward_for(model, use_cache).next_logits(window)`), greedy, with its
+    default window shift (a quarter of block_size) once the context is full."""
+    import numpy as np
+    from tinygpt.generate import context_start, forward_for
+    model, source = build_tinygrad_model(cfg, seed)
+    block, shift = cfg["block_size"], max(1, cfg["block_size"] // 4)
+
+    def generate(prompt: list[int], n_new: int):
+        fwd = forward_for(model, use_cache)
+        tokens, first = list(prompt), None
+        t0 = time.perf_counter()
+        for _ in range(n_new):
+            window = tokens[context_start(len(tokens), block, shift):]
+            tokens.append(int(np.argmax(fwd.next_logits(window))))
+            first = first if first is not None else time.perf_counter() - t0
+        return tokens, first, time.perf_counter() - t0
+    kind = "CachedForward (KV cache)" if use_cache else "FullForward (padded, TinyJit)"
+    return generate, f"{source} + tinygpt.generate.{kind}"
+
+
+def _use_tinygpt_generate() -> bool:
+    if os.environ.get("BENCH_MODEL", "tinygpt") != "tinygpt":
+        return False
+    try:
+        import tinygpt.generate  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 def tinygrad_cache_side(cfg: dict, seed: int):
+    if _use_tinygpt_generate():
+        return tinygpt_forward_side(cfg, seed, use_cache=True)
     from tinygrad import Tensor, TinyJit, UOp
     model, source = build_tinygrad_model(cfg, seed)
     block = cfg["block_size"]
@@ -88,6 +121,8 @@ def tinygrad_cache_side(cfg: dict, seed: int):
 
 
 def tinygrad_nocache_side(cfg: dict, seed: int):
+    if _use_tinygpt_generate():
+        return tinygpt_forward_side(cfg, seed, use_cache=False)
     from tinygrad import Tensor
     model, source = build_tinygrad_model(cfg, seed)
     block = cfg["block_size"]
@@ -124,7 +159,7 @@ SIDES = {"cache": tinygrad_cache_side, "nocache": tinygrad_nocache_side, "torch"
 
 
 def worker_main(side: str, cfg: dict, seed: int, prompt_len: int, n_new: int):
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, os.environ.get("BENCH_TINYGPT_PATH", str(ROOT)))  # a patched tinygpt copy to compare
     generate, source = SIDES[side](cfg, seed)
     import numpy as np
     prompt = np.random.default_rng(seed).integers(0, cfg["vocab_size"], prompt_len).tolist()
