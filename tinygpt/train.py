@@ -115,6 +115,68 @@ def _restore_tensor_rng(state: dict) -> None:
         Tensor._device_rng_counters[dev].assign(Tensor(counter, device=dev, dtype=dtypes.uint32)).realize()
 
 
+def make_train_step(model, optimizer, args: TrainArgs, device: str):
+    """The TinyJit-compiled optimizer step: (x, y of shape (accum, B, T), lr of shape (1,)) -> (loss, grad norm).
+
+    Forward and backward over the `accum` micro-batches (their gradients add up), clipping of the global gradient
+    norm to args.grad_clip, and the AdamW update, all in one function that tinygrad compiles once and replays.
+    """
+    from tinygrad import Context, Tensor, TinyJit
+    from tinygpt.optim import set_lr
+    params, accum = model.parameters(), args.accum
+    # the token embedding's backward as an atomic scatter-add instead of a one-hot matmul: tinygrad supports it
+    # on CPU and AMD only (docs/performance.md)
+    atomics = int(device.split(":")[0] in ("CPU", "AMD"))
+
+    @TinyJit
+    def train_step(x: Tensor, y: Tensor, lr: Tensor) -> tuple[Tensor, Tensor]:
+        with Context(TRAINING=1, USE_ATOMICS=atomics):
+            set_lr(optimizer, lr)
+            optimizer.zero_grad()
+            total = None
+            for i in range(accum):
+                loss = model(x[i]).sparse_categorical_crossentropy(y[i]) / accum
+                loss.backward()  # gradients add up over micro-batches
+                total = loss.detach() if total is None else total + loss.detach()
+                if accum > 1:
+                    Tensor.realize(total, *[p.grad for p in params])  # keep one micro-batch in memory at a time
+            norm = Tensor.stack(*[(p.grad * p.grad).sum() for p in params]).sum().sqrt()
+            if args.grad_clip > 0:
+                scale = (args.grad_clip / (norm + 1e-6)).minimum(1.0)
+                for p in params:
+                    p.grad = p.grad * scale
+            Tensor.realize(total, norm, *optimizer.schedule_step())
+            return total, norm
+
+    return train_step
+
+
+def make_evaluator(model, dataset, args: TrainArgs, block_size: int, device: str):
+    """A function () -> (val loss in nats per token, val bits per byte) over the first args.eval_batches fixed
+    validation batches (the same batches every time, so evaluations are comparable and draw no random numbers)."""
+    from tinygrad import Context, Tensor, TinyJit
+    from tinygpt.data import bits_per_byte
+
+    @TinyJit
+    def eval_step(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Summed loss over the valid targets (y >= 0) of one (B, T) batch, and how many there were."""
+        with Context(TRAINING=0):
+            loss = model(x).sparse_categorical_crossentropy(y, ignore_index=-1, reduction="sum")
+            return loss.realize(), (y >= 0).sum().realize()
+
+    def evaluate() -> tuple[float, float]:
+        total, count = 0.0, 0
+        for i, (x, y) in enumerate(dataset.eval_batches("val", args.batch_size, block_size)):
+            if i >= args.eval_batches:
+                break
+            s, n = eval_step(Tensor(x, device=device), Tensor(y, device=device))
+            total, count = total + float(s.item()), count + int(n.item())
+        mean = total / max(1, count)
+        return mean, bits_per_byte(mean, dataset.n_targets("val"), dataset.n_bytes("val"))
+
+    return evaluate
+
+
 def train(run_dir, dataset, tokenizer, config: GPTConfig, args: TrainArgs | None = None, device=None,
           resume: bool = False, data_info: dict | None = None, log=None, on_step=None) -> TrainResult:
     """Train `config`'s GPT on `dataset`, writing checkpoints and metrics to `run_dir`.
@@ -124,11 +186,10 @@ def train(run_dir, dataset, tokenizer, config: GPTConfig, args: TrainArgs | None
     returning True stops the run with a checkpoint, like Ctrl-C. A NaN/inf loss raises TinyGPTError and leaves
     the last good checkpoint in place.
     """
-    from tinygrad import Context, Tensor, TinyJit
-    from tinygpt.data import bits_per_byte
+    from tinygrad import Tensor
     from tinygpt.device import default_device, resolve_device
     from tinygpt.model import GPT
-    from tinygpt.optim import lr_at, make_optimizer, optimizer_state, set_lr
+    from tinygpt.optim import lr_at, make_optimizer, optimizer_state
 
     args = args or TrainArgs()
     args.validate()
@@ -168,49 +229,9 @@ def train(run_dir, dataset, tokenizer, config: GPTConfig, args: TrainArgs | None
             (run_dir / ckpt.METRICS).unlink(missing_ok=True)
         Tensor.realize(*params.values(), *opt_state.values())  # before the JIT capture, or it re-runs the init
 
-        param_list = list(params.values())
         B, T, A = args.batch_size, config.block_size, args.accum
-        # the token embedding's backward as an atomic scatter-add instead of a one-hot matmul: tinygrad supports it
-        # on CPU and AMD only (docs/performance.md)
-        atomics = int(dev.split(":")[0] in ("CPU", "AMD"))
-
-        @TinyJit
-        def train_step(x: Tensor, y: Tensor, lr: Tensor) -> tuple[Tensor, Tensor]:
-            """One optimizer step over A micro-batches x, y of shape (A, B, T); returns (mean loss, grad norm)."""
-            with Context(TRAINING=1, USE_ATOMICS=atomics):
-                set_lr(optimizer, lr)
-                optimizer.zero_grad()
-                total = None
-                for i in range(A):
-                    loss = model(x[i]).sparse_categorical_crossentropy(y[i]) / A
-                    loss.backward()  # gradients add up over micro-batches
-                    total = loss.detach() if total is None else total + loss.detach()
-                    if A > 1:
-                        Tensor.realize(total, *[p.grad for p in param_list])  # keep one micro-batch in memory
-                norm = Tensor.stack(*[(p.grad * p.grad).sum() for p in param_list]).sum().sqrt()
-                if args.grad_clip > 0:
-                    scale = (args.grad_clip / (norm + 1e-6)).minimum(1.0)
-                    for p in param_list:
-                        p.grad = p.grad * scale
-                Tensor.realize(total, norm, *optimizer.schedule_step())
-                return total, norm
-
-        @TinyJit
-        def eval_step(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-            """Summed loss over the valid targets (y >= 0) of one (B, T) batch, and how many there were."""
-            with Context(TRAINING=0):
-                loss = model(x).sparse_categorical_crossentropy(y, ignore_index=-1, reduction="sum")
-                return loss.realize(), (y >= 0).sum().realize()
-
-        def evaluate() -> tuple[float, float]:
-            total, count = 0.0, 0
-            for i, (x, y) in enumerate(dataset.eval_batches("val", B, T)):
-                if i >= args.eval_batches:
-                    break
-                s, n = eval_step(Tensor(x, device=dev), Tensor(y, device=dev))
-                total, count = total + float(s.item()), count + int(n.item())
-            mean = total / max(1, count)
-            return mean, bits_per_byte(mean, dataset.n_targets("val"), dataset.n_bytes("val"))
+        train_step = make_train_step(model, optimizer, args, dev)
+        evaluate = make_evaluator(model, dataset, args, T, dev)
 
         def save(at_step: int) -> None:
             state = {"step": at_step, "data_rng": rng.bit_generator.state, "tensor_rng": _tensor_rng_state(),
@@ -364,4 +385,5 @@ def train_on_corpus(corpus=None, out="runs/default", tokenizer=None, vocab: int 
                  on_step=on_step)
 
 
-__all__ = ["TrainArgs", "TrainResult", "train", "train_on_corpus", "build_tokenizer"]
+__all__ = ["TrainArgs", "TrainResult", "train", "train_on_corpus", "build_tokenizer", "make_train_step",
+           "make_evaluator"]
