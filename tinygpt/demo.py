@@ -51,8 +51,8 @@ def pick_corpus(corpus=None) -> tuple[str, list[Path]]:
 def budget_stopper(minutes: float | None, args=None, first_check: int = 20):
     """An on_step callback for tinygpt.train.train that stops the run once `minutes` have passed.
 
-    Given the run's TrainArgs, it also fits the learning-rate schedule to the time: at steps 20, 40, 80, ... it
-    measures the recent speed and sets args.steps (never above its first value) to what fits the time left, with
+    Given the run's TrainArgs, it also fits the learning-rate schedule to the time: at steps 20, 40, 80, 160,
+    320, 480, ... it measures the recent speed and sets args.steps (never above its first value) to what fits the time left, with
     the warmup near 10% of it, so the cosine decay ends when the budget does instead of being cut off at its
     peak; measuring again follows a machine whose load changes. (train() reads args at every step.)
     """
@@ -73,7 +73,7 @@ def budget_stopper(minutes: float | None, args=None, first_check: int = 20):
             args.steps = max(step + 1, min(max_steps, fits))
             if state["check"] == first_check:
                 args.warmup = min(args.warmup, max(step, args.steps // 10))  # warmup ~10% of the schedule
-            state["last"], state["check"] = (step, now), 2 * state["check"]
+            state["last"], state["check"] = (step, now), step + min(step, 8 * first_check)
         return now > deadline
 
     return on_step
