@@ -8,7 +8,8 @@ Three sides, each in its own worker process, asked in turn (round-robin, so all 
              position (decode, T=1) and a padded prefill; the window shifts by block_size/4 when full;
 - `nocache`: ours, tinygpt.generate's FullForward: the whole window, padded to block_size, under TinyJit;
              (BENCH_MODEL=standalone: the benchmark's own loops, the no-cache one without JIT);
-- `torch`:   the same architecture in PyTorch (benchmarks/torch_gpt.py), nanoGPT's generate loop.
+- `torch`:   the same architecture in PyTorch (benchmarks/torch_gpt.py), nanoGPT's generate loop (`torch1`: on
+             one thread, the steadier reference on a shared machine).
 All decode greedily (argmax) from random weights: this measures speed, not text. Round 1 includes compilation
 ("cold"); later rounds are warm. Reported: tokens/s over the 256 tokens, first-token time, peak RSS.
 Results go to benchmarks/results/generate_bench.json.
@@ -140,6 +141,8 @@ def tinygrad_nocache_side(cfg: dict, seed: int):
 
 def torch_side(cfg: dict, seed: int):
     import torch
+    if os.environ.get("BENCH_TORCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
     sys.path.insert(0, str(HERE))
     from torch_gpt import TorchGPT
     torch.manual_seed(seed)
@@ -155,7 +158,7 @@ def torch_side(cfg: dict, seed: int):
     return generate, f"torch {torch.__version__} ({torch.get_num_threads()} threads) nanoGPT generate"
 
 
-SIDES = {"cache": tinygrad_cache_side, "nocache": tinygrad_nocache_side, "torch": torch_side}
+SIDES = {"cache": tinygrad_cache_side, "nocache": tinygrad_nocache_side, "torch": torch_side, "torch1": torch_side}
 
 
 def worker_main(side: str, cfg: dict, seed: int, prompt_len: int, n_new: int):
@@ -179,7 +182,8 @@ def run_config(name, cfg, sides, rounds, seed, prompt_len, n_new):
         procs[side] = subprocess.Popen(
             [sys.executable, __file__, "--worker", side, "--cfg", json.dumps(cfg), "--seed", str(seed),
              "--prompt", str(prompt_len), "--new", str(n_new)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, cwd=ROOT, env=torch_env if side == "torch" else dict(os.environ))
+            text=True, cwd=ROOT, env={"torch": torch_env, "torch1": {**torch_env, "BENCH_TORCH_THREADS": "1"}}.get(
+                side, dict(os.environ)))
         res[side] = {"source": json.loads(procs[side].stdout.readline())["ready"]}
     for _ in range(rounds):
         for side in sides:
@@ -197,9 +201,10 @@ def run_config(name, cfg, sides, rounds, seed, prompt_len, n_new):
         res[side].update(tokens_per_s=round(n_new / total, 2), first_token_s=round(statistics.median(r["first_token_s"] for r in warm), 4),
                          cold_tokens_per_s=round(n_new / cold["total_s"], 2), cold_first_token_s=round(cold["first_token_s"], 3),
                          peak_rss_mb=round(max(r["peak_rss_mb"] for r in runs[side]), 1))
-    for side in sides:
-        if side != "torch" and "torch" in res:
-            res[f"ratio_{side}_vs_torch"] = round(res[side]["tokens_per_s"] / res["torch"]["tokens_per_s"], 3)
+    for side in ("cache", "nocache"):
+        for ref in ("torch", "torch1"):
+            if side in res and ref in res:
+                res[f"ratio_{side}_vs_{ref}"] = round(res[side]["tokens_per_s"] / res[ref]["tokens_per_s"], 3)
     if "cache" in res and "nocache" in res:
         res["ratio_cache_vs_nocache"] = round(res["cache"]["tokens_per_s"] / res["nocache"]["tokens_per_s"], 2)
     return res
@@ -208,7 +213,8 @@ def run_config(name, cfg, sides, rounds, seed, prompt_len, n_new):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
-    ap.add_argument("--sides", default="cache,nocache,torch")
+    ap.add_argument("--sides", default="cache,nocache,torch,torch1",
+                    help="cache, nocache (ours), torch (its default threads), torch1 (one thread)")
     ap.add_argument("--rounds", type=int, default=2, help="generations per side (the first one is cold)")
     ap.add_argument("--prompt", type=int, default=32)
     ap.add_argument("--new", type=int, default=256)
