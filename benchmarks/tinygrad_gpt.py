@@ -1,4 +1,9 @@
-"""Standalone tinygrad GPT for perf experiments. Options via env: EMB=onehot|gather, ATTN=sdpa|manual, QKV=fused|split."""
+"""Standalone tinygrad GPT (the tinygpt architecture) used by the benchmarks when BENCH_MODEL=standalone.
+
+Experiment switches (environment): EMB=gather|onehot|onehotmm|nn, ATTN=manual|sdpa, CONTIG=comma list of
+gelu, attn (store GELU output / attention probabilities: the measured 2.9x), gelub, attnb, qkvb, qkvf, logits
+(contiguous_backward / contiguous variants that did not help). Defaults are the fastest measured settings.
+"""
 import math, os, time
 from tinygrad import Tensor, nn, TinyJit, dtypes, UOp
 from tinygrad import helpers
@@ -8,7 +13,8 @@ def training():
   return helpers.Context(TRAINING=1) if hasattr(helpers, "TRAINING") else Tensor.train()
 
 EMB = os.environ.get("EMB", "gather")
-ATTN = os.environ.get("ATTN", "sdpa")
+ATTN = os.environ.get("ATTN", "manual")
+CONTIG = os.environ.get("CONTIG", "gelu,attn")  # comma list: gelu,gelub,attn,ln,logits
 
 def normal(*shape, std=0.02): return (Tensor.randn(*shape) * std)
 
@@ -36,14 +42,19 @@ class Block:
     B, T, C = x.shape
     qkv = self.c_attn(x).reshape(B, T, 3, self.H, C // self.H).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]
+    if "qkvb" in CONTIG: q, k, v = q.contiguous_backward(), k.contiguous_backward(), v.contiguous_backward()
+    if "qkvf" in CONTIG: q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if start_pos is None:
       if ATTN == "sdpa": y = q.scaled_dot_product_attention(k, v, is_causal=True)
       else:
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // self.H))
-        mask = Tensor.ones(T, T, dtype=dtypes.bool, requires_grad=False).tril()
-        y = mask.where(att, float("-inf")).softmax(-1) @ v
+        mask = Tensor.ones(T, T, dtype=dtypes.bool).tril()
+        p = mask.where(att, float("-inf")).softmax(-1)
+        if "attn" in CONTIG: p = p.contiguous()
+        if "attnb" in CONTIG: p = p.contiguous_backward()
+        y = p @ v
     else:
-      if not hasattr(self, "cache_kv"):
+      if getattr(self, "cache_kv", None) is None:
         self.cache_kv = Tensor.zeros(2, B, self.H, self.maxT, C // self.H).contiguous().realize()
       store = self.cache_kv[:, :, :, start_pos:start_pos + T, :].uop.store(Tensor.stack(k, v).uop)
       kv = Tensor(self.cache_kv.uop.after(store))
@@ -54,7 +65,11 @@ class Block:
 
   def __call__(self, x, start_pos=None):
     x = x + self.attn(self.ln_1(x), start_pos)
-    return x + self.mlp_proj(self.c_fc(self.ln_2(x)).gelu())
+    h = self.c_fc(self.ln_2(x))
+    if "gelub" in CONTIG: h = h.contiguous_backward()
+    g = h.gelu()
+    if "gelu" in CONTIG.split(","): g = g.contiguous()
+    return x + self.mlp_proj(g)
 
 class GPT:
   def __init__(self, V, L, H, C, maxT):
@@ -69,6 +84,10 @@ class GPT:
       return (Tensor.arange(self.V) == idx.unsqueeze(-1)).unsqueeze(-1).where(self.wte, 0).sum(-2)
     if EMB == "onehotmm":
       return idx.one_hot(self.V).float() @ self.wte
+    if EMB == "nn":
+      from tinygrad.nn import Embedding
+      e = Embedding.__new__(Embedding); e.weight = self.wte
+      return e(idx)
     return self.wte[idx]
 
   def __call__(self, idx, start_pos=None):
@@ -76,7 +95,15 @@ class GPT:
     sp = 0 if start_pos is None else start_pos
     x = self.embed(idx) + self.wpe[sp:sp + T]
     for b in self.h: x = b(x, start_pos)
-    return self.ln_f(x) @ self.wte.T
+    logits = self.ln_f(x) @ self.wte.T
+    return logits.contiguous_backward() if "logits" in CONTIG else logits
+
+def reset_cache(m, B=1):
+  for b in m.h:
+    b.cache_kv = Tensor.zeros(2, B, b.H, b.maxT, b.c_attn.weight.shape[1] // b.H).contiguous().realize()
+
+GPT.reset_cache = reset_cache
+GPT.forward_cached = lambda self, idx, start_pos: self(idx, start_pos)
 
 def params(m): return nn.state.get_parameters(m)
 
