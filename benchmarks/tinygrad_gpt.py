@@ -1,8 +1,8 @@
 """Standalone tinygrad GPT (the tinygpt architecture) used by the benchmarks when BENCH_MODEL=standalone.
 
 Experiment switches (environment): EMB=gather|onehot|onehotmm|nn, ATTN=manual|sdpa, CONTIG=comma list of
-gelu, attn (store GELU output / attention probabilities: the measured 2.9x), gelub, attnb, qkvb, qkvf, logits
-(contiguous_backward / contiguous variants that did not help). Defaults are the fastest measured settings.
+gelu, attn, ln (store GELU output / attention probabilities / LayerNorm outputs: the measured wins), and
+gelub, geluD, attnb, qkvb, qkvf, qkvsplit, logits (variants that did not help). Defaults: fastest measured.
 """
 import math, os, time
 from tinygrad import Tensor, nn, TinyJit, dtypes, UOp
@@ -14,7 +14,7 @@ def training():
 
 EMB = os.environ.get("EMB", "gather")
 ATTN = os.environ.get("ATTN", "manual")
-CONTIG = os.environ.get("CONTIG", "gelu,attn")  # comma list: gelu,gelub,attn,ln,logits
+CONTIG = os.environ.get("CONTIG", "gelu,attn,ln")  # comma list: gelu,gelub,attn,ln,logits
 
 def normal(*shape, std=0.02): return (Tensor.randn(*shape) * std)
 
@@ -26,7 +26,9 @@ class Linear:
 
 class LayerNorm:
   def __init__(self, c): self.weight, self.bias = Tensor.ones(c), Tensor.zeros(c)
-  def __call__(self, x): return x.layernorm(eps=1e-5) * self.weight + self.bias
+  def __call__(self, x):
+    y = x.layernorm(eps=1e-5) * self.weight + self.bias
+    return y.contiguous() if "ln" in CONTIG.split(",") else y
 
 class Block:
   def __init__(self, C, H, L, maxT):
@@ -40,8 +42,12 @@ class Block:
 
   def attn(self, x, start_pos=None):
     B, T, C = x.shape
-    qkv = self.c_attn(x).reshape(B, T, 3, self.H, C // self.H).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]
+    if "qkvsplit" in CONTIG:  # three matmuls on slices of the fused weight: separate dq, dk, dv kernels
+      W, bb = self.c_attn.weight, self.c_attn.bias
+      q, k, v = [x.linear(W[i*C:(i+1)*C].T, bb[i*C:(i+1)*C]).reshape(B, T, self.H, C // self.H).transpose(1, 2) for i in range(3)]
+    else:
+      qkv = self.c_attn(x).reshape(B, T, 3, self.H, C // self.H).permute(2, 0, 3, 1, 4)
+      q, k, v = qkv[0], qkv[1], qkv[2]
     if "qkvb" in CONTIG: q, k, v = q.contiguous_backward(), k.contiguous_backward(), v.contiguous_backward()
     if "qkvf" in CONTIG: q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if start_pos is None:
@@ -67,7 +73,13 @@ class Block:
     x = x + self.attn(self.ln_1(x), start_pos)
     h = self.c_fc(self.ln_2(x))
     if "gelub" in CONTIG: h = h.contiguous_backward()
-    g = h.gelu()
+    if "geluD" in CONTIG:  # value gelu(h); gradient uses a stored gelu'(h) instead of recomputing the tanh
+      hd = h.detach()
+      t = (math.sqrt(2 / math.pi) * (hd + 0.044715 * hd * hd * hd)).tanh()
+      d = (0.5 * (1 + t) + 0.5 * hd * (1 - t * t) * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * hd * hd)).contiguous()
+      g = (0.5 * hd * (1 + t)).contiguous() + (h - hd) * d
+    else:
+      g = h.gelu()
     if "gelu" in CONTIG.split(","): g = g.contiguous()
     return x + self.mlp_proj(g)
 
