@@ -117,7 +117,7 @@ def reset_cache(m, B=1):
 GPT.reset_cache = reset_cache
 GPT.forward_cached = lambda self, idx, start_pos: self(idx, start_pos)
 
-def params(m): return nn.state.get_parameters(m)
+def params(m): return [t for k, t in nn.state.get_state_dict(m).items() if "cache_kv" not in k]  # weights only
 
 def make_step(model, lr=1e-3, jit=True):
   ps = params(model)
