@@ -36,8 +36,8 @@ def _children_cpu() -> float:
 def tinygrad_worker(cfg: dict, seed: int):
     """Return (step_fn, source): our model + one TinyJit training step.
 
-    With tinygpt.model/tinygpt.optim present (default), the step mirrors tinygpt/train.py's: two AdamW groups
-    (no decay on biases/LayerNorm), gradient clipping by global norm 1.0, learning rate as a tensor input.
+    With tinygpt present (default) this is tinygpt.train.make_train_step itself (two AdamW groups, gradient
+    clipping by global norm 1.0, learning rate as a tensor input); without make_train_step, a mirror of it.
     BENCH_MODEL=standalone uses benchmarks/tinygrad_gpt.py and one plain AdamW instead.
     """
     import numpy as np
@@ -45,7 +45,7 @@ def tinygrad_worker(cfg: dict, seed: int):
     Tensor.manual_seed(seed)
     training = (lambda: helpers.Context(TRAINING=1)) if hasattr(helpers, "TRAINING") else Tensor.train
     B, T, V = cfg["batch_size"], cfg["block_size"], cfg["vocab_size"]
-    model = None
+    model, prod_step = None, None
     if os.environ.get("BENCH_MODEL", "tinygpt") == "tinygpt":
         try:
             from tinygpt.config import GPTConfig
@@ -61,6 +61,14 @@ def tinygrad_worker(cfg: dict, seed: int):
             Tensor.realize(*params.values())  # realize before capture, or every replay recomputes the init
             plist = list(params.values())
             source = f"tinygpt.model.GPT + tinygpt.optim ({Path(tinygpt.__file__).parent})"
+            try:  # the production step itself, when tinygpt.train exposes it
+                from tinygpt.train import TrainArgs, make_train_step
+                from tinygrad import Device
+                prod_step = make_train_step(model, opt, TrainArgs(batch_size=B, accum=1, grad_clip=1.0),
+                                            Device.DEFAULT)
+                source = f"tinygpt.train.make_train_step ({Path(tinygpt.__file__).parent})"
+            except ImportError:
+                prod_step = None
 
             @TinyJit
             def step(x, y, lr):
@@ -95,10 +103,13 @@ def tinygrad_worker(cfg: dict, seed: int):
 
     rng = np.random.default_rng(seed)
     lr = Tensor([1e-3]).realize()
+    production = prod_step is not None
 
     def run():
         x = Tensor(rng.integers(0, V, (B, T), dtype=np.int32))
         y = Tensor(rng.integers(0, V, (B, T), dtype=np.int32))
+        if production:  # make_train_step takes (accum, B, T) batches and returns (loss, grad norm)
+            return prod_step(x.reshape(1, B, T), y.reshape(1, B, T), lr)[0].item()
         return step(x, y, lr).item()
     return run, source
 
