@@ -130,7 +130,8 @@ def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES,
         + ", ".join(repr(m) for m in first_merges))
 
     log("")
-    example = (DOC_SEPARATOR + DOC_SEPARATOR.join(lines[:3]) + DOC_SEPARATOR) if docs else lines[0]
+    texts = [line for line in lines if line.strip()]
+    example = (DOC_SEPARATOR + DOC_SEPARATOR.join(texts[:3]) + DOC_SEPARATOR) if docs else texts[0]
     ids = tokenizer.encode(example, allowed_special="all")
     log("[3/6] A tokenized example, the way the model reads it (each colour, or each |, is one token):")
     log("      " + render_segments(token_segments(tokenizer, ids), color=color))
@@ -167,8 +168,9 @@ def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES,
 
     log("")
     what = "new names" if docs else "samples"
-    log(f"[6/6] Sampling {num_samples} {what}: each starts from the separator token and stops when the model "
-        "writes it again (temperature 0.8, top-k 40).")
+    how = ("each starts from the separator token and stops when the model writes it again" if docs
+           else "each starts from a new line and runs for 64 tokens")
+    log(f"[6/6] Sampling {num_samples} {what}: {how} (temperature 0.8, top-k 40).")
     known = {line.strip() for line in lines if line.strip()}
     rng = np.random.default_rng(seed)
     samples, novel = [], 0
