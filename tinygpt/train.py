@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygpt import checkpoint as ckpt
+from tinygpt import checkpoint as ckpt, compile_pool
 from tinygpt.config import GPTConfig
 from tinygpt.errors import TinyGPTError
 
@@ -201,6 +201,7 @@ def train(run_dir, dataset, tokenizer, config: GPTConfig, args: TrainArgs | None
     dataset.check_block_size(config.block_size)
     dev = resolve_device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
+    compile_pool.install()  # before any kernel compiles: a SIGTERM to our process group must not kill a compile
 
     with default_device(dev):
         Tensor.manual_seed(args.seed)
