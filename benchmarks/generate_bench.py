@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/generate_bench.py --config A --rounds 3
 
 Three sides, each in its own worker process, asked in turn (round-robin, so all see the same load):
-- `cache`:   ours, tinygpt.generate's CachedForward: `model.forward_cached` under TinyJit with a symbolic start
+- `cache`:   ours, tinygpt.generation's CachedForward: `model.forward_cached` under TinyJit with a symbolic start
              position (decode, T=1) and a padded prefill; the window shifts by block_size/4 when full;
-- `nocache`: ours, tinygpt.generate's FullForward: the whole window, padded to block_size, under TinyJit;
+- `nocache`: ours, tinygpt.generation's FullForward: the whole window, padded to block_size, under TinyJit;
              (BENCH_MODEL=standalone: the benchmark's own loops, the no-cache one without JIT);
 - `torch`:   the same architecture in PyTorch (benchmarks/torch_gpt.py), nanoGPT's generate loop (`torch1`: on
              one thread, the steadier reference on a shared machine).
@@ -51,10 +51,10 @@ def build_tinygrad_model(cfg: dict, seed: int):
 
 
 def tinygpt_forward_side(cfg: dict, seed: int, use_cache: bool):
-    """tinygpt.generate's own forward (`forward_for(model, use_cache).next_logits(window)`), greedy, with its
+    """tinygpt.generation's own forward (`forward_for(model, use_cache).next_logits(window)`), greedy, with its
     default window shift (a quarter of block_size) once the context is full."""
     import numpy as np
-    from tinygpt.generate import context_start, forward_for
+    from tinygpt.generation import context_start, forward_for
     model, source = build_tinygrad_model(cfg, seed)
     block, shift = cfg["block_size"], max(1, cfg["block_size"] // 4)
 
@@ -68,14 +68,14 @@ def tinygpt_forward_side(cfg: dict, seed: int, use_cache: bool):
             first = first if first is not None else time.perf_counter() - t0
         return tokens, first, time.perf_counter() - t0
     kind = "CachedForward (KV cache)" if use_cache else "FullForward (padded, TinyJit)"
-    return generate, f"{source} + tinygpt.generate.{kind}"
+    return generate, f"{source} + tinygpt.generation.{kind}"
 
 
 def _use_tinygpt_generate() -> bool:
     if os.environ.get("BENCH_MODEL", "tinygpt") != "tinygpt":
         return False
     try:
-        import tinygpt.generate  # noqa: F401
+        import tinygpt.generation  # noqa: F401
         return True
     except ImportError:
         return False

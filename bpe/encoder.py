@@ -346,7 +346,6 @@ class ChunkEncoder:
         wall on its left and not above the wall on its right merges now exactly as it would in its turn.
         """
         pair_ranks, byte_ids, byte_pair_ranks, first_join, first_byte, last_byte, char_tables = self._numpy_tables()
-        n = len(starts)
         lens = np.diff(starts, append=len(raw))
         if (raw >= 0xC2).any():  # 2- and 3-byte characters start from their precomputed tokens
             tokens, starts, lens = _start_from_characters(raw, starts, lens, byte_ids, first_join, char_tables)

@@ -1,9 +1,9 @@
-"""`tinygpt generate` and `tinygpt chat`: sample text from a run directory (the logic is in tinygpt.generate/chat)."""
+"""`tinygpt generate` and `tinygpt chat`: sample text from a run directory (the logic is in tinygpt.generation/chat)."""
 import sys
 
 import click
 
-from tinygpt.generate import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_REPETITION_PENALTY, DEFAULT_TEMPERATURE,
+from tinygpt.generation import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_REPETITION_PENALTY, DEFAULT_TEMPERATURE,
                               DEFAULT_TOP_K, DEFAULT_TOP_P)
 
 
@@ -57,8 +57,8 @@ def generate(run_dir, prompt, max_new_tokens, temperature, top_k, top_p, repetit
     import numpy as np
 
     from tinygpt.errors import TinyGPTError
-    from tinygpt.generate import generate as generate_text
-    from tinygpt.generate import parse_escapes, run_starts_documents, special_text_in
+    from tinygpt.generation import generate as generate_text
+    from tinygpt.generation import parse_escapes, run_starts_documents, special_text_in
     from tinygpt.sampling import validate_sampling
     validate_sampling(temperature, top_k, top_p, repetition_penalty)  # before the (slow) model load
     if num_samples < 1:
@@ -97,7 +97,7 @@ def chat(run_dir, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
     Works with piped input too: `printf 'ROMEO:\\n/quit\\n' | tinygpt chat RUN_DIR`.
     """
     from tinygpt.chat import ChatSession, ChatSettings, run_chat, terminal_lines
-    from tinygpt.generate import parse_escapes, run_starts_documents
+    from tinygpt.generation import parse_escapes, run_starts_documents
     settings = ChatSettings(temperature=temperature, top_k=top_k, top_p=top_p,
                             repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed,
                             stop=tuple(parse_escapes(s) for s in stop))

@@ -1,6 +1,5 @@
 """The `bpe` command end to end: train, encode, decode, show, stats, export, and one clear line for bad input."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

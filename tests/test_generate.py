@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from bpe import Tokenizer
 from tinygpt.errors import TinyGPTError
-from tinygpt.generate import (SEPARATOR, Utf8Stream, context_start, encode_prompt, generate,
+from tinygpt.generation import (SEPARATOR, Utf8Stream, context_start, encode_prompt, generate,
                               run_starts_documents)
 
 TEXT = ("the cat sat on the mat. 你好，世界！水浒传是一部小说。 the dog ate the bone. "
@@ -57,7 +57,7 @@ def test_utf8_stream_any_split_gives_the_same_text(text, data):
                                                       min_size=1, max_size=3), st.data())
 @settings(max_examples=300)
 def test_stop_strings_cut_at_the_first_occurrence_however_the_text_arrives(text, stops, data):
-    from tinygpt.generate import _StopMatcher
+    from tinygpt.generation import _StopMatcher
     cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=10)))
     matcher, out = _StopMatcher(tuple(stops)), ""
     for a, b in zip([0, *cuts], [*cuts, len(text)]):
@@ -190,7 +190,7 @@ def test_ids_the_tokenizer_does_not_have_are_never_sampled(tokenizer):
 
 def test_package_level_generate_works_even_after_the_module_is_imported(model, tokenizer):
     import tinygpt
-    import tinygpt.generate  # noqa: F401  (rebinds the package attribute to the module)
+    import tinygpt.generation  # noqa: F401  (the implementation module must not shadow the function)
     expected = run(model, tokenizer, "the", max_new_tokens=4, temperature=0)[0]
     assert "".join(tinygpt.generate(model, tokenizer, "the", max_new_tokens=4, temperature=0)) == expected
 

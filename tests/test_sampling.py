@@ -1,7 +1,7 @@
 """The sampling filters on hand-built distributions: what survives each filter, and what gets drawn."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from tinygpt.errors import TinyGPTError
 from tinygpt.sampling import (apply_repetition_penalty, sample_next, softmax, top_k_filter, top_p_filter,

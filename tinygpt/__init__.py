@@ -13,6 +13,6 @@ def load(run_dir, device=None):
 
 
 def generate(*args, **kwargs):
-    """Stream generated text pieces; see tinygpt.generate.generate (imported lazily: tinygrad loads only when used)."""
-    from tinygpt.generate import generate as _generate
+    """Stream generated text pieces; see tinygpt.generation.generate (imported lazily: tinygrad loads only when used)."""
+    from tinygpt.generation import generate as _generate
     return _generate(*args, **kwargs)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from tinygpt.errors import TinyGPTError
-from tinygpt.generate import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_REPETITION_PENALTY, DEFAULT_TEMPERATURE,
+from tinygpt.generation import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_REPETITION_PENALTY, DEFAULT_TEMPERATURE,
                               DEFAULT_TOP_K, DEFAULT_TOP_P, SEPARATOR, generate, parse_escapes)
 from tinygpt.sampling import validate_sampling
 

@@ -3,10 +3,9 @@
     corpus -> bpe tokenizer -> a tokenized example -> token file -> a small GPT, trained -> samples + bits per byte
 
 Each stage calls the same public functions a user would (corpora.resolve_corpus, tinygpt.train.build_tokenizer,
-bpe.display, tinygpt.data.prepare_dataset, tinygpt.train.train, tinygpt.generate, tinygpt.evaluate), and says
+bpe.display, tinygpt.data.prepare_dataset, tinygpt.train.train, tinygpt.generation, tinygpt.evaluate), and says
 in a line or two what it is doing and why.
 """
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +93,7 @@ def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES,
     from tinygpt.config import GPTConfig
     from tinygpt.data import DOC_SEPARATOR, prepare_dataset
     from tinygpt.evaluate import evaluate_dataset
-    from tinygpt.generate import generate
+    from tinygpt.generation import generate
     from tinygpt.train import TrainArgs, build_tokenizer, train
 
     log = log or (lambda line="": print(line, flush=True))
@@ -159,7 +158,7 @@ def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES,
                    log=lambda line: log("      " + line.strip()), on_step=budget_stopper(minutes, args))
 
     log("")
-    log(f"[5/6] Evaluating on the whole validation split (text the model never saw).")
+    log("[5/6] Evaluating on the whole validation split (text the model never saw).")
     run = ckpt.load_run(out, device=device)
     ev = evaluate_dataset(run.model, dataset, "val", tokenizer=tokenizer)
     log(f"      {ev.summary()}")

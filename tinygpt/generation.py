@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import codecs
 import re
-import sys
 import time
-import types
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -324,14 +322,3 @@ def generate(model, tokenizer, prompt: str | Sequence[int] = "", max_new_tokens:
             stats.total_s = time.perf_counter() - start_time
 
     return Generation(pieces(), stats, new_tokens)
-
-
-class _CallableModule(types.ModuleType):
-    """Importing this module rebinds the package attribute `tinygpt.generate` from the function that
-    tinygpt/__init__.py exposes to this module; making the module callable keeps `tinygpt.generate(...)` working."""
-
-    def __call__(self, *args, **kwargs) -> Generation:
-        return generate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
