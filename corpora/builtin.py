@@ -72,7 +72,7 @@ def _pronounceable(name: str) -> bool:
     return 3 <= len(name) <= 10 and not re.search(r"[aeiouy]{3}|[^aeiouy]{3}|(.)\1\1", letters)
 
 
-def generate_names(count: int = 4000, seed: int = 2024) -> str:
+def generate_names(count: int = 30000, seed: int = 2024) -> str:
     """`count` distinct invented names, one per line, in generation order."""
     rng, seen, names = SplitMix64(seed), set(), []
     while len(names) < count:
@@ -142,7 +142,7 @@ class BuiltinCorpus:
 
 BUILTINS: dict[str, BuiltinCorpus] = {b.name: b for b in [
     BuiltinCorpus("builtin-names", "builtin-names.txt", generate_names,
-                  "4,000 invented first names from a syllable grammar, one per line (no download)", docs=True),
+                  "30,000 invented first names from a syllable grammar, one per line (no download)", docs=True),
     BuiltinCorpus("builtin-stories", "builtin-stories.txt", generate_stories,
                   "1,500 short generated animal fables in simple English (no download)"),
 ]}
