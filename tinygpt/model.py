@@ -71,7 +71,7 @@ class CausalSelfAttention:
         values = self._cache_kv[1, :, :, 0:start_pos + T, :]
         mask = None
         if T > 1:  # query i (at position start_pos+i) may see cache positions <= start_pos+i
-            mask = Tensor.full((1, 1, T, start_pos + T), float("-inf")).triu(start_pos + 1)
+            mask = Tensor.full((1, 1, T, start_pos + T), float("-inf"), device=x.device).triu(start_pos + 1)
         return self._merge_heads(q.scaled_dot_product_attention(keys, values, attn_mask=mask))
 
 
