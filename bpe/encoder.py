@@ -290,13 +290,7 @@ class ChunkEncoder:
         todo_starts = np.concatenate([piece_starts[short[first]], piece_starts[long]])
         todo_lens = np.concatenate([piece_lens[short[first]], piece_lens[long]])
         tokens, todo_counts = self.bpe_numpy(raw[_ranges(todo_starts, todo_lens)], np.cumsum(todo_lens) - todo_lens)
-        # scatter the results back to every piece, in text order
-        source = np.empty(len(piece_starts), dtype=np.int64)  # which encoded string each piece is
-        source[short] = which.ravel()
-        source[long] = len(first) + np.arange(len(long))
-        counts = todo_counts[source]
-        ids = tokens[_ranges((np.cumsum(todo_counts) - todo_counts)[source], counts)]
-        return ids, np.add.reduceat(counts, np.searchsorted(piece_starts, starts))
+        return _scatter_back(tokens, todo_counts, piece_starts, short, which, long, len(first), starts)
 
     def merge_characters(self, codes: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`merge_numpy` for chunks given as code points (codes[starts[i]:starts[i + 1]]), with less work for
@@ -328,12 +322,7 @@ class ChunkEncoder:
         tokens, todo_counts = self._merge_rounds(*_start_from_code_points(
             codes[chars], first[chars], last[chars], between[chars], np.cumsum(todo_lens) - todo_lens,
             todo_lens, byte_ids, char_tables, self._numpy_tables(), self.walls))
-        source = np.empty(len(piece_starts), dtype=np.int64)  # which encoded piece each piece is
-        source[short] = which.ravel()
-        source[long] = len(first_of) + np.arange(len(long))
-        counts = todo_counts[source]
-        ids = tokens[_ranges((np.cumsum(todo_counts) - todo_counts)[source], counts)]
-        return ids, np.add.reduceat(counts, np.searchsorted(piece_starts, starts))
+        return _scatter_back(tokens, todo_counts, piece_starts, short, which, long, len(first_of), starts)
 
     def bpe_numpy(self, raw: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BPE on the byte strings raw[starts[i]:starts[i + 1]] all at once (no whole-token shortcut).
@@ -601,6 +590,20 @@ class ByteTable:
         step[ends[:-1]] = offsets[1:] - (offsets[:-1] + lens[:-1]) + 1
         return self.buffer[np.cumsum(step, dtype=index_type)].tobytes()
 
+
+
+def _scatter_back(tokens, todo_counts, piece_starts, short, which, long, n_short, starts):
+    """Spread the tokens of each distinct encoded piece back to every piece, in text order.
+
+    Pieces `short` were encoded once per distinct string (`which` says which one, of the first `n_short`);
+    pieces `long` were encoded one by one after them. Returns (ids, tokens per chunk of `starts`).
+    """
+    source = np.empty(len(piece_starts), dtype=np.int64)
+    source[short] = which.ravel()
+    source[long] = n_short + np.arange(len(long))
+    counts = todo_counts[source]
+    ids = tokens[_ranges((np.cumsum(todo_counts) - todo_counts)[source], counts)]
+    return ids, np.add.reduceat(counts, np.searchsorted(piece_starts, starts))
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """The indexes starts[0] .. starts[0] + lens[0] - 1, then the same for starts[1], and so on."""
