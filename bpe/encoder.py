@@ -591,7 +591,6 @@ class ByteTable:
         return self.buffer[np.cumsum(step, dtype=index_type)].tobytes()
 
 
-
 def _scatter_back(tokens, todo_counts, piece_starts, short, which, long, n_short, starts):
     """Spread the tokens of each distinct encoded piece back to every piece, in text order.
 
@@ -604,6 +603,7 @@ def _scatter_back(tokens, todo_counts, piece_starts, short, which, long, n_short
     counts = todo_counts[source]
     ids = tokens[_ranges((np.cumsum(todo_counts) - todo_counts)[source], counts)]
     return ids, np.add.reduceat(counts, np.searchsorted(piece_starts, starts))
+
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """The indexes starts[0] .. starts[0] + lens[0] - 1, then the same for starts[1], and so on."""
