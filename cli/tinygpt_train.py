@@ -19,6 +19,8 @@ _D = TrainArgs()  # the library's defaults are the CLI's defaults
 @click.option("--out", "out", type=click.Path(file_okay=False), default="runs/tinygpt", metavar="RUN_DIR",
               help="Run directory for config, tokenizer, checkpoints and metrics.jsonl.")
 @click.option("--steps", type=int, default=_D.steps, help="Optimizer steps.")
+@click.option("--minutes", type=float, default=None, show_default="no limit",
+              help="Stop after this many minutes (compilation included), the LR schedule fitted to the time; --steps stays the upper bound.")
 @click.option("--batch-size", type=int, default=_D.batch_size, help="Sequences per micro-batch.")
 @click.option("--block-size", type=int, default=64, help="Context length in tokens.")
 @click.option("--n-layer", type=int, default=4, help="Transformer blocks.")
@@ -38,7 +40,7 @@ _D = TrainArgs()  # the library's defaults are the CLI's defaults
               help="One document per line, each framed by <|endoftext|>.")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in RUN_DIR exactly where it stopped.")
 @click.pass_context
-def train(ctx, corpus, tokenizer, vocab, out, steps, batch_size, block_size, n_layer, n_head, n_embd, dropout,
+def train(ctx, corpus, tokenizer, vocab, out, steps, minutes, batch_size, block_size, n_layer, n_head, n_embd, dropout,
           pos, lr, warmup, grad_clip, accum, eval_every, save_every, seed, device, docs, resume):
     """Train a GPT on a corpus; with no arguments, a small model on the built-in names corpus."""
     from click.core import ParameterSource
@@ -65,7 +67,7 @@ def train(ctx, corpus, tokenizer, vocab, out, steps, batch_size, block_size, n_l
         corpus=list(corpus) if (given("corpus") or not resume) else None, out=out, tokenizer=tokenizer,
         vocab=vocab, docs=docs, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
         dropout=dropout, pos=pos, args=args if (given("steps") or not resume) else None, device=device,
-        resume=resume)
+        resume=resume, minutes=minutes)
     if result.interrupted:
         click.echo(f"interrupted at step {result.step}; resume with: tinygpt train --out {out} --resume", err=True)
         sys.exit(130)

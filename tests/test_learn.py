@@ -64,7 +64,7 @@ def test_demo_runs_end_to_end_and_reports_each_stage(demo):
 
 def test_time_budget_stops_training_and_fits_the_schedule():
     import time
-    from tinygpt.demo import budget_stopper
+    from tinygpt.train import budget_stopper
     from tinygpt.train import TrainArgs
     assert budget_stopper(None) is None
     assert budget_stopper(10)(1, None) is False

@@ -106,6 +106,23 @@ def test_bad_training_arguments(tmp_path, dataset, kwargs, message):
         train(tmp_path, dataset, None, tiny_config(), tiny_args(**kwargs), log=quiet)
 
 
+def test_a_stop_asked_by_on_step_ends_the_run_normally_with_a_checkpoint(tmp_path, dataset):
+    result = train(tmp_path, dataset, None, tiny_config(), tiny_args(), log=quiet, on_step=lambda step, _: step == 3)
+    assert result.step == 3 and not result.interrupted
+    assert ckpt.read_state(tmp_path)["step"] == 3
+
+
+def test_cli_minutes_budget_stops_early_and_exits_normally(tmp_path, corpus, capsys):
+    from cli.tinygpt_cli import main
+    run = tmp_path / "run"
+    # 0.001 minutes = 60 ms: less than the first (compiling) step, so the run ends after it
+    main(["train", "--corpus", str(corpus), "--vocab", str(V), "--out", str(run), "--steps", "1000",
+          "--minutes", "0.001", *TINY_FLAGS])
+    captured = capsys.readouterr()
+    assert "trained 1 steps" in captured.out and "interrupted" not in captured.err, captured.err
+    assert ckpt.read_state(run)["step"] == 1
+
+
 def test_block_size_larger_than_the_corpus(tmp_path, dataset):
     with pytest.raises(TinyGPTError, match="corpus too small for block_size 1000"):
         train(tmp_path, dataset, None, GPTConfig(vocab_size=V, n_layer=1, n_head=1, n_embd=8, block_size=1000),
@@ -146,6 +163,7 @@ def test_cli_bad_input_is_one_line(tmp_path, corpus, capsys):
         cli_error(capsys, *base, "--device", "nosuchdevice")
     assert "nothing to resume" in cli_error(capsys, "--out", str(tmp_path / "none"), "--resume")
     assert "either --tokenizer or --vocab" in cli_error(capsys, *base, "--tokenizer", "t.json")
+    assert "--minutes must be positive, got 0" in cli_error(capsys, *base, "--minutes", "0")
 
 
 def test_cli_resume_of_a_corrupted_checkpoint_is_one_line(tmp_path, corpus, capsys):

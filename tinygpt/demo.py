@@ -47,37 +47,6 @@ def pick_corpus(corpus=None) -> tuple[str, list[Path]]:
     raise TinyGPTError("no demo corpus available; pass --corpus FILE")
 
 
-def budget_stopper(minutes: float | None, args=None, first_check: int = 20):
-    """An on_step callback for tinygpt.train.train that stops the run once `minutes` have passed.
-
-    Given the run's TrainArgs, it also fits the learning-rate schedule to the time: at steps 20, 40, 80, 160,
-    320, 480, ... it measures the recent speed and sets args.steps (never above its first value) to what fits the time left, with
-    the warmup near 10% of it, so the cosine decay ends when the budget does instead of being cut off at its
-    peak; measuring again follows a machine whose load changes. (train() reads args at every step.)
-    """
-    if minutes is None:
-        return None
-    deadline = time.perf_counter() + 60.0 * minutes
-    max_steps = args.steps if args is not None else 0
-    state = {"check": first_check}  # next step to measure at; "last": (step, time) of the previous measurement
-
-    def on_step(step, record):
-        now = time.perf_counter()
-        if step == 3:  # steps 1 and 2 include compilation: measure from here
-            state["last"] = (step, now)
-        elif args is not None and "last" in state and step >= state["check"]:
-            last_step, last_time = state["last"]
-            per_step = (now - last_time) / (step - last_step)
-            fits = step + int(0.95 * (deadline - now) / per_step)  # 5% for evaluations and checkpoints
-            args.steps = max(step + 1, min(max_steps, fits))
-            if state["check"] == first_check:
-                args.warmup = min(args.warmup, max(step, args.steps // 10))  # warmup ~10% of the schedule
-            state["last"], state["check"] = (step, now), step + min(step, 8 * first_check)
-        return now > deadline
-
-    return on_step
-
-
 def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES, steps: int | None = None,
              vocab: int = DEMO_VOCAB, num_samples: int = 20, device=None, seed: int = 1337, color: bool = False,
              log=None, model: dict | None = None, batch_size: int = DEMO_BATCH) -> DemoResult:
@@ -94,7 +63,7 @@ def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES,
     from tinygpt.data import DOC_SEPARATOR, prepare_dataset
     from tinygpt.evaluate import evaluate_dataset
     from tinygpt.generation import generate
-    from tinygpt.train import TrainArgs, build_tokenizer, train
+    from tinygpt.train import TrainArgs, budget_stopper, build_tokenizer, train
 
     log = log or (lambda line="": print(line, flush=True))
     started = time.perf_counter()
@@ -192,4 +161,4 @@ def run_demo(out="runs/demo", corpus=None, minutes: float | None = DEMO_MINUTES,
     return DemoResult(out, name, result.step, samples, novel, ev.loss, ev.bits_per_byte, seconds)
 
 
-__all__ = ["run_demo", "DemoResult", "pick_corpus", "budget_stopper", "DEMO_MODEL", "DEMO_VOCAB"]
+__all__ = ["run_demo", "DemoResult", "pick_corpus", "DEMO_MODEL", "DEMO_VOCAB"]

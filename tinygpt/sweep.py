@@ -76,9 +76,8 @@ def sweep(corpus, vocabs, minutes: float | None = None, steps: int | None = None
     from tinygpt import checkpoint as ckpt
     from tinygpt.config import GPTConfig
     from tinygpt.data import DOC_SEPARATOR, prepare_dataset
-    from tinygpt.demo import budget_stopper
     from tinygpt.evaluate import evaluate_dataset
-    from tinygpt.train import TrainArgs, train
+    from tinygpt.train import TrainArgs, budget_stopper, train
 
     log = log or (lambda line="": print(line, flush=True))
     vocabs = parse_vocabs(vocabs) if isinstance(vocabs, str) else [int(v) for v in vocabs]

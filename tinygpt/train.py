@@ -298,13 +298,44 @@ def train(run_dir, dataset, tokenizer, config: GPTConfig, args: TrainArgs | None
                 if step % args.save_every == 0 or step == args.steps:
                     save(step)
                 if on_step is not None and on_step(step, record):
-                    stop.requested = True
+                    break  # the caller's budget is spent: a normal end of the run
             interrupted = stop.requested and step < args.steps
-            if interrupted and saved_step != step:
+            if saved_step != step:
                 save(step)
             if interrupted:
                 log(f"stopped at step {step}: checkpoint saved in {run_dir} (continue with --resume)")
     return TrainResult(run_dir, step, last_loss, val_loss, val_bpb, interrupted)
+
+
+def budget_stopper(minutes: float | None, args=None, first_check: int = 20):
+    """An on_step callback for tinygpt.train.train that stops the run once `minutes` have passed.
+
+    Given the run's TrainArgs, it also fits the learning-rate schedule to the time: at steps 20, 40, 80, 160,
+    320, 480, ... it measures the recent speed and sets args.steps (never above its first value) to what fits the time left, with
+    the warmup near 10% of it, so the cosine decay ends when the budget does instead of being cut off at its
+    peak; measuring again follows a machine whose load changes. (train() reads args at every step.)
+    """
+    if minutes is None:
+        return None
+    deadline = time.perf_counter() + 60.0 * minutes
+    max_steps = args.steps if args is not None else 0
+    state = {"check": first_check}  # next step to measure at; "last": (step, time) of the previous measurement
+
+    def on_step(step, record):
+        now = time.perf_counter()
+        if step == 3:  # steps 1 and 2 include compilation: measure from here
+            state["last"] = (step, now)
+        elif args is not None and "last" in state and step >= state["check"]:
+            last_step, last_time = state["last"]
+            per_step = (now - last_time) / (step - last_step)
+            fits = step + int(0.95 * (deadline - now) / per_step)  # 5% for evaluations and checkpoints
+            args.steps = max(step + 1, min(max_steps, fits))
+            if state["check"] == first_check:
+                args.warmup = min(args.warmup, max(step, args.steps // 10))  # warmup ~10% of the schedule
+            state["last"], state["check"] = (step, now), step + min(step, 8 * first_check)
+        return now > deadline
+
+    return on_step
 
 
 # --- from a corpus name to a trained run ----------------------------------------------------------------------
@@ -329,10 +360,11 @@ def train_on_corpus(corpus=None, out="runs/default", tokenizer=None, vocab: int 
                     docs: bool | None = None, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
                     block_size: int = 64, dropout: float = 0.0, pos: str = "learned",
                     args: TrainArgs | None = None, device=None, resume: bool = False, log=None,
-                    on_step=None) -> TrainResult:
+                    on_step=None, minutes: float | None = None) -> TrainResult:
     """Everything `tinygpt train` does: resolve the corpus, get a tokenizer (a file, or train one with `vocab`
     tokens), tokenize (cached), then `train`. With resume=True the run's saved config, tokenizer and corpus are
-    used (pass `args` to change e.g. the number of steps)."""
+    used (pass `args` to change e.g. the number of steps). `minutes`: stop after that much training time, with
+    the learning-rate schedule fitted to it (see budget_stopper); args.steps stays the upper bound."""
     from bpe import Tokenizer
     from bpe.errors import TokenizerError
     from corpora import DEFAULT_CORPUS, is_docs_corpus, resolve_corpus
@@ -343,6 +375,10 @@ def train_on_corpus(corpus=None, out="runs/default", tokenizer=None, vocab: int 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     out = Path(out)
     resolve_device(device)  # bad flags fail before any slow work
+    if minutes is not None and minutes <= 0:
+        raise TinyGPTError(f"--minutes must be positive, got {minutes:g}")
+    if minutes is not None and on_step is not None:
+        raise TinyGPTError("give either minutes or on_step, not both")
     if args is not None:
         args.validate()
     if not resume:
@@ -382,9 +418,12 @@ def train_on_corpus(corpus=None, out="runs/default", tokenizer=None, vocab: int 
                            block_size=block_size, dropout=dropout, pos=pos)
     corpus_list = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
     data_info = {"corpus": [str(c) for c in corpus_list], "files": [str(p) for p in paths], "docs": bool(docs)}
+    if minutes is not None:
+        args = args or TrainArgs()
+        on_step = budget_stopper(minutes, args)
     return train(out, dataset, tok, config, args, device=device, resume=resume, data_info=data_info, log=log,
                  on_step=on_step)
 
 
-__all__ = ["TrainArgs", "TrainResult", "train", "train_on_corpus", "build_tokenizer", "make_train_step",
-           "make_evaluator"]
+__all__ = ["TrainArgs", "TrainResult", "train", "train_on_corpus", "budget_stopper", "build_tokenizer",
+           "make_train_step", "make_evaluator"]
