@@ -228,9 +228,11 @@ def encoding_suite(corpus: Path, text: str, corpora_dir: Path, vocab: int, repea
 
 
 def copy_tokenizer(tok):
-    """A new tokenizer equal to `tok`, with none of the chunk cache that `tok` has warmed."""
+    """A new tokenizer equal to `tok`, with none of the chunk cache that `tok` has warmed, its tables built
+    (`prepare`) before the clock starts, as tiktoken builds its own in its constructor."""
     from bpe.tokenizer import Tokenizer
-    return Tokenizer(tok.merges, pattern=tok.pattern, special_tokens=tok.special_tokens, byte_ids=tok.byte_ids)
+    return Tokenizer(tok.merges, pattern=tok.pattern, special_tokens=tok.special_tokens,
+                     byte_ids=tok.byte_ids).prepare()
 
 
 # ------------------------------------------------------------------------------------------------ report

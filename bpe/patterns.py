@@ -2,6 +2,9 @@
 
 The named patterns are the ones OpenAI's tokenizers use, copied from tiktoken's `openai_public.py`.
 """
+import re
+from functools import lru_cache
+
 import regex
 
 from bpe.errors import TokenizerError
@@ -47,3 +50,35 @@ def pattern_name(pattern: str) -> str | None:
         if PATTERNS[name] == pattern:
             return name
     return None
+
+
+_ASCII_SPACE = r"\t\n\x0b\x0c\r "
+_ASCII_CLASSES = {  # inside [...] / alone, for ASCII text only
+    r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]": "[A-Z]", r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]": "[a-z]",
+}
+
+
+@lru_cache(maxsize=16)
+def ascii_regex(pattern: str) -> re.Pattern | None:
+    """The named pattern (gpt2, gpt4, o200k) rewritten for the standard `re` module, which splits pure-ASCII
+    text the same way about twice as fast as `regex`; None for custom patterns (or Python < 3.11)."""
+    if pattern_name(pattern) is None:
+        return None
+    for unicode_class, ascii_class in _ASCII_CLASSES.items():
+        pattern = pattern.replace(unicode_class, ascii_class)
+    out, in_class, i = [], False, 0
+    while i < len(pattern):
+        piece = pattern[i:i + 5] if pattern.startswith("\\p{", i) else pattern[i:i + 2] if pattern[i] == "\\" else pattern[i]
+        i += len(piece)
+        if piece == "[":
+            in_class = True
+        elif piece == "]":
+            in_class = False
+        letters, digits, space = ("A-Za-z", "0-9", _ASCII_SPACE) if in_class else \
+            ("[A-Za-z]", "[0-9]", f"[{_ASCII_SPACE}]")
+        out.append({"\\p{L}": letters, "\\p{N}": digits, "\\s": space,
+                    "\\S": f"[^{_ASCII_SPACE}]"}.get(piece, piece))
+    try:
+        return re.compile("".join(out))
+    except re.error:  # possessive quantifiers need Python 3.11
+        return None

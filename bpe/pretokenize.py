@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 import regex
 
 from bpe.errors import TokenizerError
-from bpe.patterns import PATTERNS, resolve_pattern
+from bpe.patterns import PATTERNS, ascii_regex, resolve_pattern
 
 # Chunks ending within this many characters of a block's end are carried into the next block and split again,
 # because the regex may have decided them by looking ahead past the end (e.g. `'ll` vs `'` + `ll`, `\s++$`).
@@ -21,8 +21,13 @@ CARRY_CHARS = 16
 PIECE_CHARS = 1 << 16
 
 
-def split_chunks(text: str, compiled_regex: regex.Pattern) -> list[str]:
-    """Split `text` into the regex's matches, in order (characters no alternative matches are dropped)."""
+def split_chunks(text: str, compiled_regex: regex.Pattern, ascii_compiled=None) -> list[str]:
+    """Split `text` into the regex's matches, in order (characters no alternative matches are dropped).
+
+    `ascii_compiled`, the same pattern for `re` (see `ascii_regex`), splits pure-ASCII text about twice as fast.
+    """
+    if ascii_compiled is not None and text.isascii():
+        return ascii_compiled.findall(text)
     if compiled_regex.groups:  # findall would return the groups, not the whole matches
         return [m.group() for m in compiled_regex.finditer(text)]
     return compiled_regex.findall(text)
@@ -59,6 +64,7 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
         texts = (texts,)
     pattern = resolve_pattern(pattern)
     compiled = regex.compile(pattern)
+    fast = ascii_regex(pattern)
     covers_all = pattern in PATTERNS.values()  # the named patterns match every character: chunks tile the text
     special_tokens = tuple(special_tokens)
     specials = special_splitter(special_tokens)
@@ -82,8 +88,8 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
         if specials is not None:
             *closed, text = specials.split(text)  # only the part after the last special token stays open
             for part in closed:
-                counts.update(split_chunks(part, compiled))
-        chunks = split_chunks(text, compiled)
+                counts.update(split_chunks(part, compiled, fast))
+        chunks = split_chunks(text, compiled, fast)
         keep, tail_chars = _split_off_tail(text, chunks, compiled, carry_chars, covers_all)
         counts.update(chunks[:keep])
         carry = text[len(text) - tail_chars:] + held if tail_chars else held
@@ -92,7 +98,7 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Iterable[st
         text = fix_surrogates(carry)
         parts = specials.split(text) if specials is not None else [text]
         for part in parts:
-            counts.update(split_chunks(part, compiled))
+            counts.update(split_chunks(part, compiled, fast))
     return {chunk.encode("utf-8"): n for chunk, n in counts.items()}
 
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-import re
-
 import regex
 
 import numpy as np
 
 from bpe.encoder import ByteTable, ChunkEncoder
 from bpe.errors import TokenizerError
-from bpe.patterns import pattern_name, resolve_pattern
+from bpe.patterns import ascii_regex, pattern_name, resolve_pattern
 
 IDENTITY_BYTES = tuple(range(256))
 DECODE_NUMPY_MIN = 512  # from this many ids on, decoding goes through numpy
@@ -54,7 +52,7 @@ class Tokenizer:
         self._decoder = dict(enumerate(token_bytes))
         for text, token in self._special_tokens.items():
             self._decoder[token] = text.encode("utf-8")
-        self._byte_table = ByteTable(self._decoder)
+        self._byte_table = None  # built by the first long decode
         self._encoder = ChunkEncoder(self._merges, self._byte_ids, token_bytes)
 
     @staticmethod
@@ -140,6 +138,17 @@ class Tokenizer:
         except (KeyError, TypeError):
             raise TokenizerError(f"token id {token!r} is not in this tokenizer (ids go from 0 to "
                                  f"{self.vocab_size - 1})") from None
+
+    def prepare(self) -> "Tokenizer":
+        """Build the tables that long encodes and decodes use now, instead of in the first such call.
+
+        They take 0.02-1 s (more for bigger vocabularies), so a tokenizer loaded only to decode a few ids never
+        pays for them; call this before timing, or before forking worker processes that should share them.
+        """
+        self._encoder.prepare()
+        if self._byte_table is None:
+            self._byte_table = ByteTable(self._decoder)
+        return self
 
     def __repr__(self) -> str:
         return (f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._merges)}, "
@@ -244,6 +253,8 @@ class Tokenizer:
             ids = list(ids)
         if len(ids) >= DECODE_NUMPY_MIN:  # long: gather from one packed buffer with numpy
             array = np.asarray(ids) if hasattr(ids, "dtype") else np.fromiter(ids, dtype=np.int64, count=len(ids))
+            if self._byte_table is None:
+                self._byte_table = ByteTable(self._decoder)
             data = self._byte_table.join(array) if array.dtype.kind in "iu" else None
             if data is not None:
                 return data
@@ -290,38 +301,6 @@ class Tokenizer:
         """Write a tokenizer.json that `tokenizers.Tokenizer.from_file` loads and that gives the same ids."""
         from bpe.formats import save_huggingface
         save_huggingface(self, path)
-
-
-_ASCII_SPACE = r"\t\n\x0b\x0c\r "
-_ASCII_CLASSES = {  # inside [...] / alone, for ASCII text only
-    r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]": "[A-Z]", r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]": "[a-z]",
-}
-
-
-@lru_cache(maxsize=16)
-def ascii_regex(pattern: str) -> re.Pattern | None:
-    """The named pattern (gpt2, gpt4, o200k) rewritten for the standard `re` module, which splits pure-ASCII
-    text the same way about twice as fast as `regex`; None for custom patterns (or Python < 3.11)."""
-    if pattern_name(pattern) is None:
-        return None
-    for unicode_class, ascii_class in _ASCII_CLASSES.items():
-        pattern = pattern.replace(unicode_class, ascii_class)
-    out, in_class, i = [], False, 0
-    while i < len(pattern):
-        piece = pattern[i:i + 5] if pattern.startswith("\\p{", i) else pattern[i:i + 2] if pattern[i] == "\\" else pattern[i]
-        i += len(piece)
-        if piece == "[":
-            in_class = True
-        elif piece == "]":
-            in_class = False
-        letters, digits, space = ("A-Za-z", "0-9", _ASCII_SPACE) if in_class else \
-            ("[A-Za-z]", "[0-9]", f"[{_ASCII_SPACE}]")
-        out.append({"\\p{L}": letters, "\\p{N}": digits, "\\s": space,
-                    "\\S": f"[^{_ASCII_SPACE}]"}.get(piece, piece))
-    try:
-        return re.compile("".join(out))
-    except re.error:  # possessive quantifiers need Python 3.11
-        return None
 
 
 @lru_cache(maxsize=64)

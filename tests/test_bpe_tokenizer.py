@@ -193,7 +193,7 @@ def test_whole_text_numpy_path_equals_the_plain_loop(text):
 @given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60), st.sampled_from(["gpt2", "gpt4", "o200k"]))
 def test_ascii_fast_split_equals_the_unicode_pattern(text, name):
     import regex
-    from bpe.tokenizer import ascii_regex
+    from bpe.patterns import ascii_regex
     assert ascii_regex(bpe.PATTERNS[name]).findall(text) == regex.compile(bpe.PATTERNS[name]).findall(text)
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 import bpe.pretokenize
 import bpe.train
-from bpe.patterns import GPT2_PATTERN, GPT4_PATTERN, resolve_pattern
+from bpe.patterns import GPT2_PATTERN, GPT4_PATTERN, ascii_regex, resolve_pattern
 from bpe.pretokenize import count_chunks, split_chunks
 from bpe.train import train_merges
 from conftest import REPO, shared_file
@@ -52,6 +52,9 @@ def test_split_chunks_is_the_regex_split():
     compiled = regex.compile(GPT4_PATTERN)
     assert split_chunks("Hello world's  end\n", compiled) == ["Hello", " world", "'s", " ", " end", "\n"]
     assert split_chunks("a1b", regex.compile(r"(\p{L})")) == ["a", "b"]  # groups do not change what is returned
+    fast = ascii_regex(GPT4_PATTERN)  # pure-ASCII text goes through `re`; other text through `regex`
+    for text in ("Hello world's  end\n", "Héllo wörld's  end\n"):
+        assert split_chunks(text, compiled, fast) == regex.findall(GPT4_PATTERN, text)
 
 
 def test_count_chunks_counts_utf8_chunks():
