@@ -27,8 +27,11 @@ def enabled() -> bool:
     """Whether the faster CPU kernels are wanted (TINYGPT_CPU_KERNELS=0 turns them off) and fit this tinygrad."""
     if os.environ.get("TINYGPT_CPU_KERNELS", "1") == "0":
         return False
-    from importlib.metadata import version
-    return version("tinygrad") == TINYGRAD_VERSION
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("tinygrad") == TINYGRAD_VERSION
+    except PackageNotFoundError:  # a source checkout on sys.path: its version is unknown
+        return False
 
 
 def install() -> bool:
