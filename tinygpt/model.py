@@ -43,25 +43,30 @@ class CausalSelfAttention:
 
     def _qkv(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
         B, T, C = x.shape
-        q, k, v = [t.reshape(B, T, self.n_head, self.head_dim).transpose(1, 2)
-                   for t in self.c_attn(x).split(C, dim=-1)]
+        # .contiguous_backward() (identity forward) stores the gradients of q, k, v as (B, H, T, D) and of the
+        # whole projection as (B, T, 3C): otherwise tinygrad fuses the three attention backward matmuls into one
+        # kernel writing the concatenated (B, T, 3C) gradient (3 masked reduces, ~15x slower on CPU)
+        q, k, v = [t.reshape(B, T, self.n_head, self.head_dim).transpose(1, 2).contiguous_backward()
+                   for t in self.c_attn(x).contiguous_backward().split(C, dim=-1)]
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         return q, k, v
 
     def _merge_heads(self, y: Tensor) -> Tensor:
         B, _, T, _ = y.shape
-        return self.c_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim))
+        # stored as (B, T, C) so c_proj (forward and weight gradient) is a plain matmul over one K axis
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim).contiguous())
 
     def __call__(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         q, k, v = self._qkv(x, rope)
         T = x.shape[1]
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
         causal = Tensor.ones(T, T, dtype=dtypes.bool, device=x.device).tril()
-        # .contiguous() stores the probabilities: otherwise tinygrad recomputes the softmax inside every backward
-        # matmul that reads it (docs/performance.md: 1.4x per step). Dropout acts only under TRAINING=1.
-        probs = causal.where(att, float("-inf")).softmax(-1).contiguous().dropout(self.dropout)
-        return self._merge_heads(probs @ v).dropout(self.dropout)
+        # the probabilities are stored (otherwise tinygrad recomputes the softmax inside every backward matmul that
+        # reads it), and the softmax's backward reads them: see _softmax_stored. Dropout acts only under TRAINING=1.
+        probs = _softmax_stored(att, causal).dropout(self.dropout)
+        # stored (B, H, T, D) before the head merge: P @ V writing (B, T, H*D) directly is a slow kernel on CPU
+        return self._merge_heads((probs @ v).contiguous()).dropout(self.dropout)
 
     def forward_cached(self, x: Tensor, start_pos, rope: tuple[Tensor, Tensor] | None) -> Tensor:
         """Attend over the cache plus x, writing x's keys/values into the cache at [start_pos, start_pos+T)."""
@@ -76,6 +81,29 @@ class CausalSelfAttention:
         return self._merge_heads(q.scaled_dot_product_attention(keys, values, attn_mask=mask))
 
 
+def _softmax_stored(att: Tensor, mask: Tensor) -> Tensor:
+    """softmax(where(mask, att, -inf), -1), stored, with a backward that reads the stored probabilities.
+
+    Forward: the same numbers as Tensor.softmax, with exp computed once (stored) instead of twice.
+    Backward: tinygrad's autograd through softmax recomputes att, the max and exp(); instead the result is written
+    as p + p * (d - sum(p * d)) with p the stored probabilities (detached) and d = att - att.detach(): d is 0, so the
+    value is exactly p, and the gradient w.r.t. att is p * (g - sum(g * p)), the softmax backward (0 where masked).
+    """
+    x = mask.where(att, float("-inf"))
+    e = (x - x.max(-1, keepdim=True).detach()).exp().contiguous()
+    p = (e * e.sum(-1, keepdim=True).reciprocal()).detach().contiguous()
+    d = att - att.detach()
+    return (p + p * (d - (p * d).sum(-1, keepdim=True))).contiguous()
+
+
+def _gelu_stored(h: Tensor) -> Tensor:
+    """h.gelu() (tanh form) with tanh computed once and stored; the backward reads it (d tanh = 1 - tanh^2)
+    instead of recomputing tanh inside the MLP's backward matmul. Same value: u - u.detach() is 0."""
+    u = math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3)
+    t = u.tanh().detach().contiguous()
+    return 0.5 * h * (1 + (t + (u - u.detach()) * (1 - t * t)))
+
+
 class MLP:
     """The position-wise feed-forward network: widen 4x, GELU, project back."""
 
@@ -85,9 +113,9 @@ class MLP:
         self.dropout = config.dropout
 
     def __call__(self, x: Tensor) -> Tensor:
-        # .contiguous() stores the GELU output once instead of recomputing the tanh inside the matmuls that
-        # consume it, forward and backward (docs/performance.md: 2x per step)
-        return self.c_proj(self.c_fc(x).gelu().contiguous()).dropout(self.dropout)
+        # stored: the c_fc output, its tanh (inside _gelu_stored) and the GELU output, so that no matmul recomputes
+        # them for every element it reads, forward or backward (docs/performance.md: 2x per step)
+        return self.c_proj(_gelu_stored(self.c_fc(x).contiguous()).contiguous()).dropout(self.dropout)
 
 
 class Block:
