@@ -19,6 +19,7 @@ import os
 import sys
 
 TINYGRAD_VERSION = "0.14.0"
+PATCH_VERSION = 1  # bump when the kernels made here change: tinygpt.program_cache keys its files on it
 _COALESCE_LINE = 'lengths = [8,4,2] if buf.dtype == dtypes.half and getenv("ALLOW_HALF8") else [4,2]'
 _installed = False
 

@@ -14,7 +14,7 @@ import math
 
 from tinygrad import Context, Tensor, UOp, dtypes, nn
 
-from tinygpt import cpu_kernels
+from tinygpt import cpu_kernels, program_cache
 from tinygpt.config import GPTConfig
 
 
@@ -142,6 +142,7 @@ class GPT:
     def __init__(self, config: GPTConfig):
         config.validate()
         cpu_kernels.install()  # register-blocked CPU matmuls, 5x faster (tinygpt/cpu_kernels.py); once per process
+        program_cache.use()  # kernels compiled by earlier runs come from disk (tinygpt/program_cache.py)
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # also the LM head (weight tying)
         if config.pos == "learned":
