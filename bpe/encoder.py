@@ -117,22 +117,24 @@ class ChunkEncoder:
         Text whose chunks are mostly new (Chinese) goes through numpy in one piece; the rest share the cache.
         """
         results: list[list[int] | None] = [None] * len(texts)
-        cached = []
+        cached, missing = [], None
         for i, (text, chunks) in enumerate(zip(texts, chunk_lists)):
             if len(chunks) >= WHOLE_TEXT_MIN_CHUNKS or len(text) >= WHOLE_TEXT_MIN_CHARS:
-                missing = len(set(chunks).difference(self.cache))
-                if missing > WHOLE_TEXT_NEW_SHARE * len(chunks):
+                missing = set(chunks).difference(self.cache)
+                if len(missing) > WHOLE_TEXT_NEW_SHARE * len(chunks):
                     results[i] = self.encode_text_numpy(text, chunks)
                     continue
             cached.append(i)
         if cached:
-            for i, ids in zip(cached, self.encode_cached([chunk_lists[i] for i in cached])):
+            known = missing if len(texts) == 1 else None  # one text: its new chunks are known already
+            for i, ids in zip(cached, self.encode_cached([chunk_lists[i] for i in cached], known)):
                 results[i] = ids
         return results
 
-    def encode_cached(self, chunk_lists: list[list[str]]) -> list[list[int]]:
-        """Encode through the chunk cache: look each chunk up, encode the new ones first."""
-        missing = set().union(*chunk_lists).difference(self.cache)
+    def encode_cached(self, chunk_lists: list[list[str]], missing: set[str] | None = None) -> list[list[int]]:
+        """Encode through the chunk cache: look each chunk up, encode the new ones (`missing`, when known) first."""
+        if missing is None:
+            missing = set().union(*chunk_lists).difference(self.cache)
         if missing:
             if len(self.cache) + len(missing) > CACHE_LIMIT:
                 self.cache = {}

@@ -13,6 +13,7 @@ Two forward paths share every weight:
 import math
 
 from tinygrad import Context, Tensor, UOp, dtypes, nn
+from tinygrad.helpers import TRAINING
 
 from tinygpt import cpu_kernels, program_cache
 from tinygpt.config import GPTConfig
@@ -62,9 +63,12 @@ class CausalSelfAttention:
         T = x.shape[1]
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
         causal = Tensor.ones(T, T, dtype=dtypes.bool, device=x.device).tril()
-        # the probabilities are stored (otherwise tinygrad recomputes the softmax inside every backward matmul that
-        # reads it), and the softmax's backward reads them: see _softmax_stored. Dropout acts only under TRAINING=1.
-        probs = _softmax_stored(att, causal).dropout(self.dropout)
+        # the probabilities are stored (otherwise tinygrad recomputes the softmax inside every matmul that reads
+        # them), and in training the softmax's backward reads them: see _softmax_stored. Dropout acts only then.
+        if TRAINING.value:
+            probs = _softmax_stored(att, causal).dropout(self.dropout)
+        else:
+            probs = causal.where(att, float("-inf")).softmax(-1).contiguous()
         # stored (B, H, T, D) before the head merge: P @ V writing (B, T, H*D) directly is a slow kernel on CPU
         return self._merge_heads((probs @ v).contiguous()).dropout(self.dropout)
 
@@ -114,8 +118,11 @@ class MLP:
 
     def __call__(self, x: Tensor) -> Tensor:
         # stored: the c_fc output, its tanh (inside _gelu_stored) and the GELU output, so that no matmul recomputes
-        # them for every element it reads, forward or backward (docs/performance.md: 2x per step)
-        return self.c_proj(_gelu_stored(self.c_fc(x).contiguous()).contiguous()).dropout(self.dropout)
+        # them for every element it reads, forward or backward (docs/performance.md: 2x per step). Without a
+        # backward (evaluation, generation) only the GELU output is worth a kernel of its own.
+        h = self.c_fc(x)
+        h = _gelu_stored(h.contiguous()) if TRAINING.value else h.gelu()
+        return self.c_proj(h.contiguous()).dropout(self.dropout)
 
 
 class Block:
