@@ -1,10 +1,17 @@
 """Shared test fixtures: where the reference corpora live (skip cleanly when absent)."""
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Module- and session-scoped fixtures build models before any per-test fixture runs: their caches (compiled
+# kernels, tokens) go to a folder of this test session too, never to the user's ~/.cache/tinygpt.
+os.environ["TINYGPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="tinygpt-test-cache-")
+atexit.register(shutil.rmtree, os.environ["TINYGPT_CACHE_DIR"], True)
 SHARED_CORPORA = Path(os.environ.get("BPE_SHARED_CORPORA", REPO.parent / "shared" / "corpora"))
 
 
