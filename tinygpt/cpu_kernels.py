@@ -22,6 +22,7 @@ TINYGRAD_VERSION = "0.14.0"
 PATCH_VERSION = 1  # bump when the kernels made here change: tinygpt.program_cache keys its files on it
 _COALESCE_LINE = 'lengths = [8,4,2] if buf.dtype == dtypes.half and getenv("ALLOW_HALF8") else [4,2]'
 _installed = False
+_tinygrad_init_worker = None  # tinygrad's own compile-worker set-up, kept when install() takes its place
 
 
 def enabled() -> bool:
@@ -41,7 +42,7 @@ def install() -> bool:
     Also makes tinygrad's compile worker processes, which start fresh, patch themselves. Returns whether the
     patches are active.
     """
-    global _installed
+    global _installed, _tinygrad_init_worker
     if _installed:
         return True
     if not enabled():
@@ -61,18 +62,16 @@ def install() -> bool:
         return blocked if blocked is not None else default(k)
 
     heuristic.hand_coded_optimizations = hand_coded_optimizations  # tinygrad looks the name up at every kernel
-    worker._init_worker = init_compile_worker
+    _tinygrad_init_worker, worker._init_worker = worker._init_worker, init_compile_worker
     _installed = True
     return True
 
 
 def init_compile_worker() -> None:
     """Set-up of a tinygrad compile worker process: these patches, then tinygrad's own (no devices, no Ctrl-C)."""
-    import signal
-    from tinygrad.helpers import Context
+    from tinygrad.engine import worker
     install()
-    Context(ALLOW_DEVICE_USAGE=0, VIZ=0, TRACK_MATCH_STATS=0).__enter__()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    (_tinygrad_init_worker or worker._init_worker)()  # the latter is tinygrad's own when install() did nothing
 
 
 def _allow_wide_loads() -> bool:

@@ -37,10 +37,15 @@ DOCS_PER_BATCH = 4096   # tokenize documents this many at a time
 SAFE_CUT = re.compile(r"\n(?=\S)")
 
 
+def cache_root() -> Path:
+    """The folder for tinygpt's caches (tokens, compiled kernels): $TINYGPT_CACHE_DIR, else ~/.cache/tinygpt."""
+    root = os.environ.get("TINYGPT_CACHE_DIR")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "tinygpt"
+
+
 def token_cache_dir() -> Path:
     """Where token files are cached: $TINYGPT_CACHE_DIR/tokens, else ~/.cache/tinygpt/tokens."""
-    root = os.environ.get("TINYGPT_CACHE_DIR")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "tinygpt") / "tokens"
+    return cache_root() / "tokens"
 
 
 def bits_per_byte(mean_loss_nats: float, n_tokens: int, n_bytes: int) -> float:

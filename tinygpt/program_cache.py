@@ -9,40 +9,40 @@ at exit. One file per tinygrad version, CPU-kernel patch state and machine, unde
 """
 import atexit
 import hashlib
-import os
 import pickle
 import platform
 import sys
-import tempfile
 from pathlib import Path
+
+from bpe.atomic import atomic_write_bytes
 
 MAX_BYTES = 256 << 20  # a bigger file starts over: it holds kernels of many shapes no run uses any more
 _loaded_keys: set | None = None  # None: use() has not run (or the cache is off)
+_path: Path | None = None  # the file use() loaded, which save() writes back
 
 
 def cache_file() -> Path:
     """The file for this tinygrad, these kernel patches and this machine (compiled for its exact CPU)."""
     from importlib.metadata import version
     from tinygpt import cpu_kernels
-    root = os.environ.get("TINYGPT_CACHE_DIR")
-    base = (Path(root).expanduser() if root else Path.home() / ".cache" / "tinygpt") / "programs"
+    from tinygpt.data import cache_root
     what = [version("tinygrad"), f"cpu_kernels={cpu_kernels.install()}/{cpu_kernels.PATCH_VERSION}",
             platform.machine(), platform.python_version(), _cpu_model()]
-    return base / f"programs-{hashlib.sha256(repr(what).encode()).hexdigest()[:16]}.pkl"
+    return cache_root() / "programs" / f"programs-{hashlib.sha256(repr(what).encode()).hexdigest()[:16]}.pkl"
 
 
 def use() -> None:
     """Load the programs earlier runs compiled, and save this run's at exit (once per process)."""
-    global _loaded_keys
+    global _loaded_keys, _path
     from tinygrad.codegen import to_program_cache
     from tinygrad.helpers import CACHELEVEL
     if _loaded_keys is not None or CACHELEVEL.value == 0:
         return
     try:
-        path = cache_file()
+        _path = cache_file()
     except Exception:  # e.g. a tinygrad without package metadata: no safe file name, no cache
         return
-    to_program_cache.update(_read(path))
+    to_program_cache.update(_read(_path))
     _loaded_keys = set(to_program_cache)
     atexit.register(save)
 
@@ -52,20 +52,15 @@ def save() -> None:
     from tinygrad.codegen import to_program_cache
     if _loaded_keys is None or set(to_program_cache) <= _loaded_keys:
         return  # nothing new
-    path = cache_file()
-    programs = _read(path)
+    programs = _read(_path)
     programs.update(to_program_cache)
     try:
         data = pickle.dumps(programs)
         if len(data) > MAX_BYTES:
             data = pickle.dumps(dict(to_program_cache))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(_path, data)
     except Exception as e:  # a cache must never break a run; the next run just compiles again
-        print(f"tinygpt: could not save compiled kernels to {path}: {e}", file=sys.stderr)
+        print(f"tinygpt: could not save compiled kernels to {_path}: {e}", file=sys.stderr)
 
 
 def _read(path: Path) -> dict:
