@@ -27,8 +27,11 @@ _tinygrad_init_worker = None  # tinygrad's own compile-worker set-up, kept when 
 
 def enabled() -> bool:
     """Whether the faster CPU kernels are wanted (TINYGPT_CPU_KERNELS=0 turns them off) and fit this tinygrad."""
-    if os.environ.get("TINYGPT_CPU_KERNELS", "1") == "0":
-        return False
+    return os.environ.get("TINYGPT_CPU_KERNELS", "1") != "0" and pinned_tinygrad()
+
+
+def pinned_tinygrad() -> bool:
+    """Whether the installed tinygrad is the version these patches (and tinygpt.cpu_graph's) were written for."""
     from importlib.metadata import PackageNotFoundError, version
     try:
         return version("tinygrad") == TINYGRAD_VERSION

@@ -15,7 +15,7 @@ import math
 from tinygrad import Context, Tensor, UOp, dtypes, nn
 from tinygrad.helpers import TRAINING
 
-from tinygpt import cpu_kernels, program_cache
+from tinygpt import cpu_graph, cpu_kernels, program_cache
 from tinygpt.config import GPTConfig
 
 
@@ -150,6 +150,7 @@ class GPT:
         config.validate()
         cpu_kernels.install()  # register-blocked CPU matmuls, 5x faster (tinygpt/cpu_kernels.py); once per process
         program_cache.use()  # kernels compiled by earlier runs come from disk (tinygpt/program_cache.py)
+        cpu_graph.install()  # jitted CPU kernels replayed from C, slices on all cores (tinygpt/cpu_graph.py)
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # also the LM head (weight tying)
         if config.pos == "learned":
