@@ -95,3 +95,24 @@ def test_config_round_trips_through_a_dict():
     assert GPTConfig.from_dict(c.to_dict()) == c
     with pytest.raises(TinyGPTError, match="missing n_head"):
         GPTConfig.from_dict({k: v for k, v in c.to_dict().items() if k != "n_head"})
+
+
+def test_weight_gradients_summed_in_chunks_equal_the_plain_matmul():
+    """chunked_matmul: the same forward and the same gradients as x @ w, with the weight gradient in chunks."""
+    from tinygrad import Context, Tensor
+    from tinygpt.model import _token_chunks, chunked_matmul
+    assert _token_chunks(8 * 256, 384, 1536) == 4  # config B's MLP: 2048 tokens, partials capped at 16 MB
+    assert _token_chunks(768, 128, 512) == 1  # a small batch's output gradient fits in cache: one kernel
+    rng = np.random.default_rng(0)
+    x_np, w_np, g_np = (rng.standard_normal(s, dtype=np.float32) for s in ((4, 512, 96), (96, 1200), (4, 512, 1200)))
+    results = []
+    for chunked in (True, False):
+        x, w = Tensor(x_np), Tensor(w_np)
+        with Context(TRAINING=1):
+            y = chunked_matmul(x, w) if chunked else x @ w
+            (y * Tensor(g_np)).sum().backward()
+        results.append((y.numpy(), x.grad.numpy(), w.grad.numpy()))
+    assert _token_chunks(4 * 512, 96, 1200) > 1  # the chunked path really ran
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(results[0][2], np.einsum("bti,bto->io", x_np, g_np), rtol=1e-4, atol=1e-2)

@@ -33,13 +33,53 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return (x1 * cos - x2 * sin).cat(x2 * cos + x1 * sin, dim=-1)
 
 
+def chunked_matmul(x: Tensor, weight_t: Tensor) -> Tensor:
+    """x @ weight_t for activations x (..., K) and a weight weight_t (K, M): in training, the weight gradient is
+    summed over chunks of tokens.
+
+    The gradient of a weight is x^T @ dy, a sum over every token of the batch. As one kernel it streams all
+    B*T rows of dy for each block of outputs it keeps in registers, and for a big batch those rows no longer fit
+    in the cache (config B's MLP: 17 GFLOP/s). Here the weight is expanded over chunks of ~64 tokens (a view: the
+    forward is the same matmul) and the gradient of that expanded copy is stored (`contiguous_backward`): tinygrad
+    then computes one partial gradient per chunk, whose rows stay in cache, and adds the partials (4x faster for
+    B's MLP, 3x for config A's layers; docs/performance.md). Only the order of the additions changes.
+    """
+    *lead, K = x.shape
+    n, M = math.prod(lead), weight_t.shape[1]
+    chunks = _token_chunks(n, K, M) if TRAINING.value else 1
+    if chunks == 1:
+        return x @ weight_t
+    w = weight_t.reshape(1, K, M).expand(chunks, K, M).contiguous_backward()
+    return (x.reshape(chunks, n // chunks, K) @ w).reshape(*lead, M)
+
+
+def _token_chunks(n_tokens: int, k: int, m: int, cache_bytes: int = 2 << 20, tokens_per_chunk: int = 64,
+                  partials_bytes: int = 16 << 20) -> int:
+    """How many chunks `chunked_matmul` cuts n_tokens into: 1 while the output gradient (n_tokens x m floats)
+    fits in cache_bytes (measured: chunking then costs more than it saves), else the most chunks that divide
+    n_tokens evenly, hold at least tokens_per_chunk tokens each and keep the partial gradients (chunks x k x m
+    floats) within partials_bytes."""
+    if 4 * n_tokens * m <= cache_bytes:
+        return 1
+    most = max(1, min(n_tokens // tokens_per_chunk, partials_bytes // (4 * k * m)))
+    return max(c for c in range(1, most + 1) if n_tokens % c == 0)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters, same numbers) whose weight gradient is computed by `chunked_matmul`."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        y = chunked_matmul(x, self.weight.T)
+        return y + self.bias if self.bias is not None else y
+
+
 class CausalSelfAttention:
     """Multi-head self-attention where each position sees only itself and earlier positions."""
 
     def __init__(self, config: GPTConfig):
         self.n_head, self.head_dim, self.dropout = config.n_head, config.head_dim, config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)   # query, key, value projections in one matmul
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd)       # back to the residual stream
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd)   # query, key, value projections in one matmul
+        self.c_proj = Linear(config.n_embd, config.n_embd)       # back to the residual stream
         self._cache_kv: Tensor | None = None
 
     def _qkv(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -112,15 +152,15 @@ class MLP:
     """The position-wise feed-forward network: widen 4x, GELU, project back."""
 
     def __init__(self, config: GPTConfig):
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd)
         self.dropout = config.dropout
 
     def __call__(self, x: Tensor) -> Tensor:
         # stored: the c_fc output, its tanh (inside _gelu_stored) and the GELU output, so that no matmul recomputes
         # them for every element it reads, forward or backward (docs/performance.md: 2x per step). Without a
         # backward (evaluation, generation) only the GELU output is worth a kernel of its own.
-        h = self.c_fc(x)
+        h = self.c_fc(x).contiguous_backward()  # its gradient stored once, not recomputed inside both matmuls
         h = _gelu_stored(h.contiguous()) if TRAINING.value else h.gelu()
         return self.c_proj(h.contiguous()).dropout(self.dropout)
 
@@ -198,7 +238,7 @@ class GPT:
         return None, (self._rope_cos[start_pos:start_pos + T], self._rope_sin[start_pos:start_pos + T])
 
     def _logits(self, x: Tensor) -> Tensor:
-        return self.ln_f(x) @ self.wte.weight.T  # LM head tied to the token embedding
+        return chunked_matmul(self.ln_f(x), self.wte.weight.T)  # LM head tied to the token embedding
 
     # --- full forward -------------------------------------------------------------------------------------------
     def __call__(self, idx: Tensor) -> Tensor:
