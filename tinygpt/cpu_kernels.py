@@ -19,7 +19,8 @@ import os
 import sys
 
 TINYGRAD_VERSION = "0.14.0"
-PATCH_VERSION = 1  # bump when the kernels made here change: tinygpt.program_cache keys its files on it
+OPS_PER_THREAD = 16 << 10  # the smallest slice of a kernel worth handing to another core (see _split_over_threads)
+PATCH_VERSION = 2  # bump when the kernels made here change: tinygpt.program_cache keys its files on it
 _COALESCE_LINE = 'lengths = [8,4,2] if buf.dtype == dtypes.half and getenv("ALLOW_HALF8") else [4,2]'
 _installed = False
 _tinygrad_init_worker = None  # tinygrad's own compile-worker set-up, kept when install() takes its place
@@ -62,7 +63,9 @@ def install() -> bool:
             blocked = matmul_opts(k)
         except KernelOptError:
             blocked = None
-        return blocked if blocked is not None else default(k)
+        k = blocked if blocked is not None else default(k)
+        _split_over_threads(k)  # medium kernels too: tinygpt.cpu_graph runs slices on all cores at ~1 us a slice
+        return k
 
     heuristic.hand_coded_optimizations = hand_coded_optimizations  # tinygrad looks the name up at every kernel
     _tinygrad_init_worker, worker._init_worker = worker._init_worker, init_compile_worker
@@ -193,15 +196,19 @@ def _loads(u) -> list | None:
     return found
 
 
-def _split_over_threads(k) -> None:
-    """Cut the kernel into per-core slices the way tinygrad's default heuristic does (its THREAD opt)."""
+def _split_over_threads(k, ops_per_thread: int = OPS_PER_THREAD) -> None:
+    """Cut the kernel into per-core slices (tinygrad's THREAD opt), unless it is already cut.
+
+    tinygrad's own heuristic wants 128K operations per slice, sized for slices called one by one from Python;
+    with tinygpt.cpu_graph a slice costs about a microsecond, so medium kernels are worth cutting too.
+    """
     from tinygrad.codegen.opt import KernelOptError, Opt, OptOps
     from tinygrad.helpers import prod
     from tinygrad.uop.ops import AxisType, resolve
-    if not k.ren.has_threads or k.ren.global_max is None:
+    if not k.ren.has_threads or k.ren.global_max is None or any(o.op is OptOps.THREAD for o in k.applied_opts):
         return
     for threads in (32, 16, 12, 8, 6, 5, 4, 3, 2):
-        if threads > k.ren.global_max[0] or resolve(prod(k.full_shape) // (128 << 10) < threads):
+        if threads > k.ren.global_max[0] or resolve(prod(k.full_shape) // ops_per_thread < threads):
             continue
         for axis in k.axes_of(AxisType.WEAK):
             if k.full_shape[axis] % threads == 0:

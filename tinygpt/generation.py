@@ -23,10 +23,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from tinygrad import Context, Tensor, TinyJit, UOp, dtypes, nn
+from tinygrad import Context, TinyJit, UOp, nn
 
 from tinygpt.data import DOC_SEPARATOR as SEPARATOR  # the document separator, also the BOS of a docs-mode model
 from tinygpt.errors import TinyGPTError
+from tinygpt.jit_inputs import JitInput, to_numpy
 from tinygpt.sampling import sample_next, validate_sampling
 
 
@@ -101,40 +102,6 @@ def _model_device(model) -> str:
     return nn.state.get_parameters(model)[0].device
 
 
-def _shares_host_memory(device: str) -> bool:
-    return device.split(":")[0] == "CPU"
-
-
-class _JitInput:
-    """The token ids a jitted forward reads: one realized tensor, rewritten in place on the CPU.
-
-    A new `Tensor(ids)` per call costs ~1 ms of tinygrad scheduling (more than a small model's whole forward);
-    writing into the memory of a tensor the JIT already knows costs microseconds. Other devices get a new tensor.
-    """
-
-    def __init__(self, shape: tuple[int, ...], device: str):
-        self.device = device
-        self.tensor = Tensor.zeros(*shape, dtype=dtypes.int32, device=device).contiguous().realize()
-        self.memory = None
-        if _shares_host_memory(device):
-            view = self.tensor.uop.buffer.as_memoryview(force_zero_copy=True)
-            self.memory = np.frombuffer(view, dtype=np.int32).reshape(shape)
-
-    def __call__(self, ids: np.ndarray) -> Tensor:
-        if self.memory is None:
-            return Tensor(ids.astype(np.int32), device=self.device)
-        self.memory[...] = ids
-        return self.tensor
-
-
-def _to_numpy(out: Tensor) -> np.ndarray:
-    """A jitted call's output as numpy: on the CPU a copy of its memory (the next replay overwrites it)."""
-    if _shares_host_memory(out.device) and out.uop.is_realized:
-        view = out.uop.buffer.as_memoryview(force_zero_copy=True)
-        return np.frombuffer(view, dtype=np.dtype(out.dtype.fmt)).reshape(out.shape).copy()
-    return out.numpy()
-
-
 class FullForward:
     """Next-token logits without a cache: run the whole window through `model(idx)` every step.
 
@@ -146,13 +113,13 @@ class FullForward:
         self.model, self.block_size = model, model.config.block_size
         self.device = _model_device(model)
         self._forward = TinyJit(lambda idx: self.model(idx).realize())
-        self._window = _JitInput((1, self.block_size), self.device)
+        self._window = JitInput(self.device)
 
     def next_logits(self, window: Sequence[int]) -> np.ndarray:
         padded = np.zeros((1, self.block_size), dtype=np.int32)
         padded[0, :len(window)] = window
         with Context(TRAINING=0):  # no dropout, even when called from a training loop
-            logits = _to_numpy(self._forward(self._window(padded)))
+            logits = to_numpy(self._forward(self._window(padded)))
         return logits[0, len(window) - 1]
 
 
@@ -173,7 +140,7 @@ class CachedForward:
         self.model.reset_cache(batch_size=1)  # batch 1 from now on: the cache buffers (captured below) stay the same
         self._step = TinyJit(lambda idx, pos: self.model.forward_cached(idx, pos)[:, -1, :].realize())
         self._prefill = TinyJit(lambda idx: self.model.forward_cached(idx, 0).realize())
-        self._token, self._window = _JitInput((1, 1), self.device), _JitInput((1, self.block_size), self.device)
+        self._token, self._window = JitInput(self.device), JitInput(self.device)
 
     def next_logits(self, window: Sequence[int]) -> np.ndarray:
         window = list(window)
@@ -182,11 +149,11 @@ class CachedForward:
         self.cached = []  # until the call below finishes (an interrupted prefill leaves the cache unknown)
         if extends_cache:
             pos = UOp.variable("start_pos", 0, self.block_size - 1).bind(n - 1)
-            logits = _to_numpy(self._step(self._token(np.array([[window[-1]]])), pos))[0]
+            logits = to_numpy(self._step(self._token(np.array([[window[-1]]], dtype=np.int32)), pos))[0]
         else:
             padded = np.zeros((1, self.block_size), dtype=np.int32)
             padded[0, :n] = window
-            logits = _to_numpy(self._prefill(self._window(padded)))[0, n - 1]
+            logits = to_numpy(self._prefill(self._window(padded)))[0, n - 1]
         self.cached = window
         return logits
 
