@@ -59,11 +59,13 @@ static _Atomic(const kernel_t *) current;      // the kernel whose slices are be
 static _Atomic uint64_t ticket;                // (generation << 32) | next slice to claim
 static _Atomic int64_t finished;               // slices of the current kernel that have finished
 static _Atomic int sleepers;                   // helpers waiting on `wake`
+static _Atomic int64_t limit;                  // nslices of the current kernel (read instead of k->nslices)
 
 // Claim and run slices of generation `gen` until none are left; the caller has read `k` for that generation.
 static void claim_slices(uint64_t gen, const kernel_t *k) {
   uint64_t t = atomic_load(&ticket);
-  while ((t >> 32) == gen && (t & 0xffffffffu) < (uint64_t)k->nslices) {
+  uint64_t n = (uint64_t)atomic_load(&limit);  // k is dereferenced only after a successful claim
+  while ((t >> 32) == gen && (t & 0xffffffffu) < n) {
     if (atomic_compare_exchange_weak(&ticket, &t, t + 1)) {
       run_slice(k, (int64_t)(t & 0xffffffffu));
       atomic_fetch_add(&finished, 1);
@@ -118,10 +120,11 @@ static void start_helpers(int wanted) {
 }
 
 static void run_sliced(const kernel_t *k) {
-  uint64_t gen = (atomic_load(&ticket) >> 32) + 1;
+  uint64_t gen = ((atomic_load(&ticket) >> 32) + 1) & 0xffffffffu;  // wraps after 2^32 kernels
   atomic_store(&finished, 0);
   atomic_store(&ticket, (gen << 32) | CLOSED);  // late helpers of the last kernel must not read the new one
   atomic_store(&current, k);
+  atomic_store(&limit, k->nslices);
   atomic_store(&ticket, gen << 32);
   if (atomic_load(&sleepers) > 0) {
     pthread_mutex_lock(&lock);
@@ -130,6 +133,7 @@ static void run_sliced(const kernel_t *k) {
   }
   claim_slices(gen, k);
   while (atomic_load(&finished) < k->nslices) cpu_relax();
+  atomic_store(&ticket, (gen << 32) | CLOSED);  // nothing left to claim once run_graph returns
 }
 
 // Run kernels[0..n-1] in order with up to `threads` threads (the caller included). Returns 0.

@@ -125,7 +125,9 @@ class CPUGraph(GraphRunner):
             args += [device_vars.get(v.expr, 0) for v in info.vars]
             assert len(args) <= MAX_ARGS, f"CPU programs support at most {MAX_ARGS} arguments, got {len(args)}"
             global_size, _ = info.launch_dims({v: 0 for v in self.vars})
-            self.table[j, :HEADER] = runtime.addr, len(args), global_size[0], runtime.runtimevars.get("core_id", -1)
+            core = info.runtimevars.get("core_id")  # its argument slot, as tinygrad's own cpu_exec counts it
+            core_slot = -1 if core is None else len(info.globals) + core
+            self.table[j, :HEADER] = runtime.addr, len(args), global_size[0], core_slot
             self.table[j, HEADER:HEADER + len(args)] = args
         self.input_rows = [(j, self.uop_replace[j]) for j in range(len(self.calls)) if self.uop_replace[j]]
 
@@ -133,8 +135,9 @@ class CPUGraph(GraphRunner):
         table = self.table
         for j, replace in self.input_rows:
             for position, slot in replace:
-                buf = input_uops[slot].buffer
-                table[j, self.buffer_column[j][position]] = buf.get_buf(buf.device).va_addr
+                if (column := self.buffer_column[j].get(position)) is not None:  # None: not read by the kernel
+                    buf = input_uops[slot].buffer
+                    table[j, column] = buf.get_buf(buf.device).va_addr
         for j, i, value in self.updated_vars(var_vals):
             table[j, self.first_var_column[j] + i] = value
         for j, global_size, _ in self.updated_launch_dims(var_vals):
