@@ -101,3 +101,12 @@ def test_training_and_cached_generation_are_bit_identical_with_and_without_the_g
     assert losses == default_losses
     assert logits == default_logits
     assert isinstance(child, float) and np.isfinite(child)  # the forked child ran its step and did not hang
+
+
+def test_a_compiler_that_fails_leaves_tinygrads_own_replay_with_a_one_line_note(tmp_path):
+    script = f"import sys; sys.path.insert(0, {str(REPO)!r}); from tinygpt import cpu_graph; print(cpu_graph.install())"
+    env = dict(os.environ, CC="false", TINYGPT_CACHE_DIR=str(tmp_path))  # `false` exits 1: the build fails
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False"
+    assert out.stderr.count("\n") == 1 and "could not build cpu_graph-" in out.stderr
+    assert not list(tmp_path.rglob("*.so"))  # nothing half-built left behind

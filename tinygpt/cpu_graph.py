@@ -18,6 +18,7 @@ than the pinned one, or a compiler that fails.
 import ctypes
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -71,36 +72,39 @@ def _calls_header() -> str:
 
 
 def _load_library():
-    """Compile cpu_graph.c once per machine into the cache directory (atomically) and load it; None if impossible."""
+    """Compile cpu_graph.c once per machine into the cache directory and load it; None (and a one-line note on
+    stderr) when that is impossible, in which case tinygrad's own replay is used."""
     global _library
     if _library is not None:
         return _library
     from tinygpt.data import cache_root
     compiler = os.environ.get("CC", "clang")
     source, header = SOURCE.read_text(), _calls_header()
-    import platform
     key = hashlib.sha256("\0".join([source, header, compiler, platform.machine(), sys.platform]).encode()).hexdigest()
     path = cache_root() / "cpu_graph" / f"cpu_graph-{key[:16]}.so"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as build:
-            (Path(build) / "cpu_graph_calls.h").write_text(header)
-            (Path(build) / "cpu_graph.c").write_text(source)
-            built = Path(build) / "cpu_graph.so"
-            command = [compiler, "-O2", "-shared", "-fPIC", "-pthread", "-o", str(built), str(Path(build) / "cpu_graph.c")]
-            try:
-                subprocess.run(command, check=True, capture_output=True, timeout=120)
-            except (OSError, subprocess.SubprocessError):
-                return None
-            os.replace(built, path)
     try:
-        library = ctypes.CDLL(str(path))  # CDLL calls release the GIL
-    except OSError:
+        if not path.exists():
+            _build(path, source, header, compiler)
+        library = ctypes.CDLL(str(path))  # calls through CDLL release the GIL
+    except (OSError, subprocess.SubprocessError) as e:
+        print(f"tinygpt: kernels run one by one from Python: could not build {path.name} ({e})", file=sys.stderr)
         return None
     library.run_graph.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
     library.run_graph.restype = ctypes.c_int64
     _library = library
     return library
+
+
+def _build(path: Path, source: str, header: str, compiler: str) -> None:
+    """Compile the shared library in a temporary folder next to `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as build:
+        (Path(build) / "cpu_graph_calls.h").write_text(header)
+        (Path(build) / "cpu_graph.c").write_text(source)
+        built = Path(build) / "cpu_graph.so"
+        command = [compiler, "-O2", "-shared", "-fPIC", "-pthread", "-o", str(built), str(Path(build) / "cpu_graph.c")]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        os.replace(built, path)
 
 
 class CPUGraph(GraphRunner):
