@@ -11,11 +11,7 @@ from conftest import REPO
 from tinygpt import cpu_graph
 
 
-def graph_active() -> bool:
-    return cpu_graph.install()
-
-
-pytestmark = pytest.mark.skipif(not graph_active(), reason="needs tinygrad 0.14.0 on its CPU device with clang")
+pytestmark = pytest.mark.skipif(not cpu_graph.install(), reason="needs tinygrad 0.14.0 on its CPU device with clang")
 
 
 def test_a_jitted_function_runs_as_a_graph_with_sliced_kernels_and_matches_numpy():

@@ -174,8 +174,7 @@ def matmul_opts(k):
     k = k.copy()
     for opt in opts:
         k.apply_opt(opt)
-    _split_over_threads(k)
-    return k
+    return k  # install()'s hook cuts it into per-core slices, as it does every kernel
 
 
 def _loads(u) -> list | None:
@@ -196,7 +195,7 @@ def _loads(u) -> list | None:
     return found
 
 
-def _split_over_threads(k, ops_per_thread: int = OPS_PER_THREAD) -> None:
+def _split_over_threads(k) -> None:
     """Cut the kernel into per-core slices (tinygrad's THREAD opt), unless it is already cut.
 
     tinygrad's own heuristic wants 128K operations per slice, sized for slices called one by one from Python;
@@ -208,7 +207,7 @@ def _split_over_threads(k, ops_per_thread: int = OPS_PER_THREAD) -> None:
     if not k.ren.has_threads or k.ren.global_max is None or any(o.op is OptOps.THREAD for o in k.applied_opts):
         return
     for threads in (32, 16, 12, 8, 6, 5, 4, 3, 2):
-        if threads > k.ren.global_max[0] or resolve(prod(k.full_shape) // ops_per_thread < threads):
+        if threads > k.ren.global_max[0] or resolve(prod(k.full_shape) // OPS_PER_THREAD < threads):
             continue
         for axis in k.axes_of(AxisType.WEAK):
             if k.full_shape[axis] % threads == 0:
