@@ -92,3 +92,14 @@ def test_training_steps_match_tinygrads_default_kernels():
     fast, default = run_training(True), run_training(False)
     assert fast[-1] < fast[0]  # it trains
     np.testing.assert_allclose(fast, default, rtol=1e-5)
+
+
+def test_install_restarts_a_compile_pool_started_before_it():
+    """A pool started before install() would compile unpatched kernels, and hang once it recycles a worker (its
+    initializer is looked up by name, which install() replaced). install() closes it; the next one is patched."""
+    script = ("from tinygrad.engine import worker\nassert worker.get_worker_pool() is not None\n"
+              "from tinygpt import cpu_kernels\nassert cpu_kernels.install()\nassert worker.worker_pool is None\n"
+              "assert worker.get_worker_pool() is not None\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PARALLEL="2"), capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

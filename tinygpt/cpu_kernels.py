@@ -69,6 +69,9 @@ def install() -> bool:
 
     heuristic.hand_coded_optimizations = hand_coded_optimizations  # tinygrad looks the name up at every kernel
     _tinygrad_init_worker, worker._init_worker = worker._init_worker, init_compile_worker
+    # a pool started before this point has unpatched workers and, once one is recycled (every 16 kernels), can no
+    # longer pickle its initializer by name and hangs: start a new one when next needed
+    worker.terminate_worker_pool()
     _installed = True
     return True
 

@@ -15,7 +15,7 @@ import math
 from tinygrad import Context, Tensor, UOp, dtypes, nn
 from tinygrad.helpers import TRAINING
 
-from tinygpt import cpu_graph, cpu_kernels, program_cache
+from tinygpt import cpu_gemm, cpu_graph, cpu_kernels, program_cache
 from tinygpt.config import GPTConfig
 
 
@@ -66,11 +66,36 @@ def _token_chunks(n_tokens: int, k: int, m: int, cache_bytes: int = 2 << 20, tok
     return max(c for c in range(1, most + 1) if n_tokens % c == 0)
 
 
+def linear_matmul(x: Tensor, weight: Tensor) -> Tensor:
+    """x @ weight.T for activations x (..., K) and a weight stored as nn.Linear stores it, (M, K).
+
+    On the CPU, batches of at least `GEMM_MIN_ROWS` tokens go through tinygpt.cpu_gemm (BLAS-style kernels,
+    ~2.7x tinygrad's own at config B); everything else through `chunked_matmul`.
+    """
+    *lead, K = x.shape
+    n, M = math.prod(lead), weight.shape[0]
+    if isinstance(n, int) and n >= GEMM_MIN_ROWS and cpu_gemm.use_for(x, weight):
+        return cpu_gemm.matmul(x.reshape(n, K), weight, trans_b=True).reshape(*lead, M)
+    return chunked_matmul(x, weight.T)
+
+
+GEMM_MIN_ROWS = 64  # fewer rows (generating a token, say) read the weight once: tinygrad's kernel is as good
+
+
+def batched_matmul(a: Tensor, b: Tensor, transpose_b: bool = False) -> Tensor:
+    """a @ b (or a @ b^T) for stacks of matrices with the same leading shape, such as attention's (B, H, T, D);
+    through tinygpt.cpu_gemm where it applies, like `linear_matmul`."""
+    if all(isinstance(size, int) for size in a.shape + b.shape) and a.shape[-2] >= GEMM_MIN_ROWS \
+            and cpu_gemm.use_for(a, b):
+        return cpu_gemm.matmul(a, b, trans_b=transpose_b)
+    return a @ (b.transpose(-2, -1) if transpose_b else b)
+
+
 class Linear(nn.Linear):
-    """nn.Linear (same parameters, same numbers) whose weight gradient is computed by `chunked_matmul`."""
+    """nn.Linear (same parameters, same numbers up to float rounding) computed by `linear_matmul`."""
 
     def __call__(self, x: Tensor) -> Tensor:
-        y = chunked_matmul(x, self.weight.T)
+        y = linear_matmul(x, self.weight)
         return y + self.bias if self.bias is not None else y
 
 
@@ -102,7 +127,7 @@ class CausalSelfAttention:
     def __call__(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
         q, k, v = self._qkv(x, rope)
         T = x.shape[1]
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
+        att = batched_matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_dim))
         causal = Tensor.ones(T, T, dtype=dtypes.bool, device=x.device).tril()
         # the probabilities are stored (otherwise tinygrad recomputes the softmax inside every matmul that reads
         # them), and in training the softmax's backward reads them: see _softmax_stored. Dropout acts only then.
@@ -111,7 +136,7 @@ class CausalSelfAttention:
         else:
             probs = causal.where(att, float("-inf")).softmax(-1).contiguous()
         # stored (B, H, T, D) before the head merge: P @ V writing (B, T, H*D) directly is a slow kernel on CPU
-        return self._merge_heads((probs @ v).contiguous()).dropout(self.dropout)
+        return self._merge_heads(batched_matmul(probs, v).contiguous()).dropout(self.dropout)
 
     def forward_cached(self, x: Tensor, start_pos, rope: tuple[Tensor, Tensor] | None) -> Tensor:
         """Attend over the cache plus x, writing x's keys/values into the cache at [start_pos, start_pos+T)."""
@@ -239,7 +264,7 @@ class GPT:
         return None, (self._rope_cos[start_pos:start_pos + T], self._rope_sin[start_pos:start_pos + T])
 
     def _logits(self, x: Tensor) -> Tensor:
-        return chunked_matmul(self.ln_f(x), self.wte.weight.T)  # LM head tied to the token embedding
+        return linear_matmul(self.ln_f(x), self.wte.weight)  # LM head tied to the token embedding
 
     # --- full forward -------------------------------------------------------------------------------------------
     def __call__(self, idx: Tensor) -> Tensor:

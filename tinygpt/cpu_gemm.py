@@ -1,0 +1,109 @@
+"""Matrix products on the CPU as BLAS-style custom kernels (`matmul`), with their gradients.
+
+tinygrad writes a matmul as a loop nest and lets its optimizer tile it; on the CPU that reaches ~30 GFLOP/s per
+core where numpy's BLAS reaches ~85, and at the nanoGPT "baby GPT" size that gap is most of a training step. BLAS
+gets there by copying ("packing") blocks of both operands into the order its inner kernel reads them, so the
+inner kernel runs from the L1 cache; tinygrad's optimizer cannot express that copy. `matmul` therefore hands
+tinygrad a finished kernel body, `cpu_gemm.c`, through `Tensor.custom_kernel`: tinygrad still schedules, compiles
+(clang), caches and jits it like any kernel, and tinygpt.cpu_graph runs its slices on every core. The backward
+pass is two more such products (`_backward`).
+
+Only for float32 tensors on tinygrad's CPU device with the clang renderer and the pinned tinygrad version
+(custom kernels are an alpha API there); `use_for` says when. `TINYGPT_CPU_GEMM=0` turns it off.
+"""
+import functools
+import os
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("cpu_gemm.c")
+MR, MC, KC, NC = 6, 96, 256, 256  # rows per register block; rows, depth and columns per packed block
+MIN_FLOPS_PER_SLICE = 4 << 20     # a smaller product is not worth handing to another core
+
+
+def use_for(*tensors) -> bool:
+    """Whether `matmul` applies to these tensors: float32 on the CPU device compiled by clang, patches allowed."""
+    from tinygrad import Device, dtypes
+    from tinygpt import cpu_kernels
+    if os.environ.get("TINYGPT_CPU_GEMM", "1") == "0" or not cpu_kernels.pinned_tinygrad():
+        return False
+    if any(t.dtype != dtypes.float32 or not isinstance(t.device, str) or t.device.split(":")[0] != "CPU"
+           for t in tensors):
+        return False
+    return type(Device["CPU"].renderer).__name__ == "ClangRenderer"
+
+
+def matmul(a, b, trans_a: bool = False, trans_b: bool = False):
+    """a @ b for float32 CPU tensors of shape (..., M, K) and (..., K, N) with the same leading (batch) shape.
+
+    `trans_a` says `a` is stored as (..., K, M) and used transposed (likewise `trans_b`: (..., N, K)); transposes
+    cost nothing, as the packing reads any strides. Returns a new (..., M, N) tensor; differentiable.
+    """
+    from tinygrad import Tensor
+    if a.ndim < 2 or a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"matmul needs matrices with the same batch shape, got {a.shape} and {b.shape}")
+    M, K = (a.shape[-1], a.shape[-2]) if trans_a else (a.shape[-2], a.shape[-1])
+    K2, N = (b.shape[-1], b.shape[-2]) if trans_b else (b.shape[-2], b.shape[-1])
+    if K != K2:
+        raise ValueError(f"matmul: inner sizes differ ({K} and {K2}) for {a.shape} and {b.shape}")
+    batch = 1
+    for size in a.shape[:-2]:
+        batch *= size
+    spec = (batch, M, N, K, trans_a, trans_b, _slices(batch, M, N, K))
+    out = Tensor.empty(*a.shape[:-2], M, N, device=a.device)
+    scratch = Tensor.empty(spec[-1] * (MC * KC + KC * NC), device=a.device)
+    return out.custom_kernel(a, b, scratch, fxn=_kernel_builder(spec), grad_fxn=_backward(trans_a, trans_b))[0]
+
+
+def _slices(batch: int, M: int, N: int, K: int) -> int:
+    """How many slices (one per core at most) the product is cut into: whole matrices, else bands of rows."""
+    from tinygrad.helpers import NUM_CPU_THREADS
+    work = max(1, 2 * batch * M * N * K // MIN_FLOPS_PER_SLICE)
+    limit = batch if batch >= NUM_CPU_THREADS.value else (M + MR - 1) // MR
+    return max(1, min(NUM_CPU_THREADS.value, work, limit))
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_builder(spec: tuple):
+    """The `fxn` for Tensor.custom_kernel: from the buffers' placeholders to the kernel's AST (a SINK)."""
+    from tinygrad.dtype import dtypes
+    from tinygrad.uop.ops import AxisType, KernelInfo, Ops, UOp
+    batch, M, N, K, trans_a, trans_b, slices = spec
+    code = _source(spec)
+
+    def build(out, a, b, scratch):
+        def pointer(buffer):
+            return buffer.flatten().index(0)
+        slice_index = UOp.range(slices, 0, AxisType.THREAD)  # becomes tinygrad's core_id
+        body = UOp(Ops.CUSTOM, dtypes.void, src=(pointer(out), pointer(a), pointer(b), pointer(scratch), slice_index),
+                   arg=code)
+        name = f"gemm_{batch}x{M}x{N}x{K}{'_ta' if trans_a else ''}{'_tb' if trans_b else ''}"
+        return body.end(slice_index).sink(arg=KernelInfo(name=name, opts_to_apply=()))
+    return build
+
+
+def _source(spec) -> str:
+    """cpu_gemm.c with this product's sizes and strides filled in, as a format string for tinygrad's renderer."""
+    from tinygpt.cpu_kernels import _has_avx512
+    batch, M, N, K, trans_a, trans_b, slices = spec
+    values = dict(M=M, N=N, K=K, BATCH=batch, SLICES=slices, MR=MR, VW=16 if _has_avx512() else 8,
+                  MC=MC, KC=KC, NC=NC, SA_B=M * K, SA_M=1 if trans_a else K, SA_K=M if trans_a else 1,
+                  SB_B=K * N, SB_K=1 if trans_b else N, SB_N=K if trans_b else 1)
+    text = SOURCE.read_text().replace("{", "{{").replace("}", "}}")  # literal braces for str.format
+    for name, value in values.items():
+        text = text.replace(f"@{name}@", str(value))
+    for position, name in enumerate(("OUT", "A", "B", "SCRATCH", "SLICE")):
+        text = text.replace(f"@{name}@", f"({{{position}}})")
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+
+
+def _backward(trans_a: bool, trans_b: bool):
+    """The gradient function: out = a @ b gives grad_a = grad @ b^T and grad_b = a^T @ grad, in a's and b's
+    stored layouts, each again one `matmul`."""
+    def grad_fxn(grad, call):
+        from tinygrad import Tensor
+        _, _, a, b, _ = call.src
+        g, a, b = Tensor(grad), Tensor(a), Tensor(b)
+        grad_a = matmul(b, g, trans_a=trans_b, trans_b=True) if trans_a else matmul(g, b, trans_b=not trans_b)
+        grad_b = matmul(g, a, trans_a=True, trans_b=trans_a) if trans_b else matmul(a, g, trans_a=not trans_a)
+        return None, grad_a.uop, grad_b.uop, None
+    return grad_fxn
