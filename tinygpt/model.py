@@ -66,6 +66,9 @@ def _token_chunks(n_tokens: int, k: int, m: int, cache_bytes: int = 2 << 20, tok
     return max(c for c in range(1, most + 1) if n_tokens % c == 0)
 
 
+GEMM_MIN_ROWS = 64  # fewer rows (generating a token, say) read the weight once: tinygrad's kernel is as good
+
+
 def linear_matmul(x: Tensor, weight: Tensor) -> Tensor:
     """x @ weight.T for activations x (..., K) and a weight stored as nn.Linear stores it, (M, K).
 
@@ -77,9 +80,6 @@ def linear_matmul(x: Tensor, weight: Tensor) -> Tensor:
     if isinstance(n, int) and n >= GEMM_MIN_ROWS and cpu_gemm.use_for(x, weight):
         return cpu_gemm.matmul(x.reshape(n, K), weight, trans_b=True).reshape(*lead, M)
     return chunked_matmul(x, weight.T)
-
-
-GEMM_MIN_ROWS = 64  # fewer rows (generating a token, say) read the weight once: tinygrad's kernel is as good
 
 
 def batched_matmul(a: Tensor, b: Tensor, transpose_b: bool = False) -> Tensor:
