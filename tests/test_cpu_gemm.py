@@ -43,6 +43,18 @@ def test_matmul_any_small_shape(M, N, K, trans_a, trans_b):
     np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("vector_width", [4, 16])
+def test_other_vector_widths(monkeypatch, vector_width):
+    """The inner kernel for AVX-512 (16 floats per vector) and 4-float vectors: same products (clang compiles
+    any width for any CPU, so both run here whatever this machine has)."""
+    monkeypatch.setattr(cpu_gemm, "_vector_width", lambda: vector_width)
+    rng = np.random.default_rng(4)
+    for M, N, K, trans_b in [(300, 100, 270, True), (13, 45, 7, False)]:
+        a, b = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((K, N)).astype(np.float32)
+        out = cpu_gemm.matmul(Tensor(a), stored(b, trans_b), trans_b=trans_b).numpy()
+        np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 def test_matmul_gradients_equal_numpy(trans_a, trans_b):

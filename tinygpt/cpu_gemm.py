@@ -1,12 +1,13 @@
 """Matrix products on the CPU as BLAS-style custom kernels (`matmul`), with their gradients.
 
-tinygrad writes a matmul as a loop nest and lets its optimizer tile it; on the CPU that reaches ~30 GFLOP/s per
-core where numpy's BLAS reaches ~85, and at the nanoGPT "baby GPT" size that gap is most of a training step. BLAS
+tinygrad writes a matmul as a loop nest and lets its optimizer tile it; on the CPU that reaches 16-35 GFLOP/s per
+AVX2 core where numpy's BLAS reaches ~90, and at the nanoGPT "baby GPT" size that gap is most of a training step. BLAS
 gets there by copying ("packing") blocks of both operands into the order its inner kernel reads them, so the
 inner kernel runs from the L1 cache; tinygrad's optimizer cannot express that copy. `matmul` therefore hands
 tinygrad a finished kernel body, `cpu_gemm.c`, through `Tensor.custom_kernel`: tinygrad still schedules, compiles
 (clang), caches and jits it like any kernel, and tinygpt.cpu_graph runs its slices on every core. The backward
-pass is two more such products (`_backward`).
+pass is two more such products (`_backward`). Measured: 80-89 GFLOP/s per core, 0.87-0.96x OpenBLAS
+(benchmarks/gemm_bench.py, docs/performance.md).
 
 Only for float32 tensors on tinygrad's CPU device with the clang renderer and the pinned tinygrad version
 (custom kernels are an alpha API there); `use_for` says when. `TINYGPT_CPU_GEMM=0` turns it off.
@@ -48,9 +49,10 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False):
     batch = 1
     for size in a.shape[:-2]:
         batch *= size
-    spec = (batch, M, N, K, trans_a, trans_b, _slices(batch, M, N, K))
+    slices = _slices(batch, M, N, K)
+    spec = (batch, M, N, K, trans_a, trans_b, slices, _vector_width())
     out = Tensor.empty(*a.shape[:-2], M, N, device=a.device)
-    scratch = Tensor.empty(spec[-1] * (MC * KC + KC * NC), device=a.device)
+    scratch = Tensor.empty(slices * (MC * KC + KC * NC), device=a.device)
     return out.custom_kernel(a, b, scratch, fxn=_kernel_builder(spec), grad_fxn=_backward(trans_a, trans_b))[0]
 
 
@@ -62,12 +64,19 @@ def _slices(batch: int, M: int, N: int, K: int) -> int:
     return max(1, min(NUM_CPU_THREADS.value, work, limit))
 
 
+def _vector_width() -> int:
+    """Floats per vector in the inner kernel, which holds MR x 2 vectors: 16 where AVX-512 gives 32 registers
+    of 16 floats, else 8 (AVX2's 16 registers of 8; on ARM clang uses two 4-float NEON registers per vector)."""
+    from tinygpt.cpu_kernels import _has_avx512
+    return 16 if _has_avx512() else 8
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel_builder(spec: tuple):
     """The `fxn` for Tensor.custom_kernel: from the buffers' placeholders to the kernel's AST (a SINK)."""
     from tinygrad.dtype import dtypes
     from tinygrad.uop.ops import AxisType, KernelInfo, Ops, UOp
-    batch, M, N, K, trans_a, trans_b, slices = spec
+    batch, M, N, K, trans_a, trans_b, slices, _ = spec
     code = _source(spec)
 
     def build(out, a, b, scratch):
@@ -83,9 +92,8 @@ def _kernel_builder(spec: tuple):
 
 def _source(spec) -> str:
     """cpu_gemm.c with this product's sizes and strides filled in, as a format string for tinygrad's renderer."""
-    from tinygpt.cpu_kernels import _has_avx512
-    batch, M, N, K, trans_a, trans_b, slices = spec
-    values = dict(M=M, N=N, K=K, BATCH=batch, SLICES=slices, MR=MR, VW=16 if _has_avx512() else 8,
+    batch, M, N, K, trans_a, trans_b, slices, vector_width = spec
+    values = dict(M=M, N=N, K=K, BATCH=batch, SLICES=slices, MR=MR, VW=vector_width,
                   MC=MC, KC=KC, NC=NC, SA_B=M * K, SA_M=1 if trans_a else K, SA_K=M if trans_a else 1,
                   SB_B=K * N, SB_K=1 if trans_b else N, SB_N=K if trans_b else 1)
     text = SOURCE.read_text().replace("{", "{{").replace("}", "}}")  # literal braces for str.format
