@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("cpu_gemm.c")
-MR, MC, KC, NC = 6, 96, 256, 256  # rows per register block; rows, depth and columns per packed block
+MR, MC, NC = 6, 96, 256  # rows per register block; rows and columns per packed block
+PANEL_BYTES = 16 << 10   # a packed panel of B (depth x 2 vectors), reread for every block of A rows: half an L1
 MIN_FLOPS_PER_SLICE = 4 << 20     # a smaller product is not worth handing to another core
 
 
@@ -49,10 +50,11 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False):
     batch = 1
     for size in a.shape[:-2]:
         batch *= size
-    slices = _slices(batch, M, N, K)
-    spec = (batch, M, N, K, trans_a, trans_b, slices, _vector_width())
+    slices, vector_width = _slices(batch, M, N, K), _vector_width()
+    spec = (batch, M, N, K, trans_a, trans_b, slices, vector_width)
     out = Tensor.empty(*a.shape[:-2], M, N, device=a.device)
-    scratch = Tensor.empty(slices * (MC * KC + KC * NC), device=a.device)
+    depth = _block_depth(vector_width)
+    scratch = Tensor.empty(slices * (MC * depth + depth * NC), device=a.device)
     return out.custom_kernel(a, b, scratch, fxn=_kernel_builder(spec), grad_fxn=_backward(trans_a, trans_b))[0]
 
 
@@ -69,6 +71,11 @@ def _vector_width() -> int:
     of 16 floats, else 8 (AVX2's 16 registers of 8; on ARM clang uses two 4-float NEON registers per vector)."""
     from tinygpt.cpu_kernels import _has_avx512
     return 16 if _has_avx512() else 8
+
+
+def _block_depth(vector_width: int) -> int:
+    """KC, the depth of a packed block: 256 with 8-float vectors, 128 with 16 (the panel of B stays 16 KB)."""
+    return PANEL_BYTES // (4 * 2 * vector_width)
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,7 +101,7 @@ def _source(spec) -> str:
     """cpu_gemm.c with this product's sizes and strides filled in, as a format string for tinygrad's renderer."""
     batch, M, N, K, trans_a, trans_b, slices, vector_width = spec
     values = dict(M=M, N=N, K=K, BATCH=batch, SLICES=slices, MR=MR, VW=vector_width,
-                  MC=MC, KC=KC, NC=NC, SA_B=M * K, SA_M=1 if trans_a else K, SA_K=M if trans_a else 1,
+                  MC=MC, KC=_block_depth(vector_width), NC=NC, SA_B=M * K, SA_M=1 if trans_a else K, SA_K=M if trans_a else 1,
                   SB_B=K * N, SB_K=1 if trans_b else N, SB_N=K if trans_b else 1)
     text = SOURCE.read_text().replace("{", "{{").replace("}", "}}")  # literal braces for str.format
     for name, value in values.items():
