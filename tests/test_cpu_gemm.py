@@ -69,6 +69,24 @@ def test_matmul_gradients_equal_numpy(trans_a, trans_b):
     np.testing.assert_allclose(tb.grad.numpy(), np.swapaxes(grad_b, -1, -2) if trans_b else grad_b, atol=1e-4)
 
 
+@pytest.mark.parametrize("weight_first", [False, True])
+def test_jit_output_fed_back_as_input(weight_first):
+    """y = f(y) with a TinyJit: tinygrad must know the gemm writes its output, or the replay reads the buffer it
+    is writing (N > 256 needs two column blocks of the packed operand; weight @ y splits y over two cores)."""
+    from tinygrad import TinyJit
+    rng = np.random.default_rng(5)
+    n = 300
+    w_np = (rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32)
+    w = Tensor(w_np).realize()
+    step = TinyJit(lambda x: (cpu_gemm.matmul(w, x) if weight_first else cpu_gemm.matmul(x, w)).realize())
+    expected = rng.standard_normal((n, n)).astype(np.float32)
+    y = Tensor(expected).realize()
+    for _ in range(5):
+        y = step(y)
+        expected = w_np @ expected if weight_first else expected @ w_np
+        np.testing.assert_allclose(y.numpy(), expected, rtol=1e-3, atol=1e-4)
+
+
 def test_matmul_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="inner sizes differ"):
         cpu_gemm.matmul(Tensor.zeros(4, 3), Tensor.zeros(5, 2))

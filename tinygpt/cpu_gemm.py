@@ -14,9 +14,11 @@ Only for float32 tensors on tinygrad's CPU device with the clang renderer and th
 """
 import functools
 import os
+import sys
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("cpu_gemm.c")
+KERNEL_PREFIX = "gemm_"  # the kernels' names start with it (and so their DEBUG=2 lines)
 MR, MC, NC = 6, 96, 256  # rows per register block; rows and columns per packed block
 PANEL_BYTES = 16 << 10   # a packed panel of B (depth x 2 vectors), reread for every block of A rows: half an L1
 MIN_FLOPS_PER_SLICE = 4 << 20     # a smaller product is not worth handing to another core
@@ -41,6 +43,7 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False):
     cost nothing, as the packing reads any strides. Returns a new (..., M, N) tensor; differentiable.
     """
     from tinygrad import Tensor
+    _declare_written_buffers()
     if a.ndim < 2 or a.shape[:-2] != b.shape[:-2]:
         raise ValueError(f"matmul needs matrices with the same batch shape, got {a.shape} and {b.shape}")
     M, K = (a.shape[-1], a.shape[-2]) if trans_a else (a.shape[-2], a.shape[-1])
@@ -92,7 +95,7 @@ def _kernel_builder(spec: tuple):
         slice_index = UOp.range(slices, 0, AxisType.THREAD)  # becomes tinygrad's core_id
         body = UOp(Ops.CUSTOM, dtypes.void, src=(pointer(out), pointer(a), pointer(b), pointer(scratch), slice_index),
                    arg=code)
-        name = f"gemm_{batch}x{M}x{N}x{K}{'_ta' if trans_a else ''}{'_tb' if trans_b else ''}"
+        name = f"{KERNEL_PREFIX}{batch}x{M}x{N}x{K}{'_ta' if trans_a else ''}{'_tb' if trans_b else ''}"
         return body.end(slice_index).sink(arg=KernelInfo(name=name, opts_to_apply=()))
     return build
 
@@ -109,6 +112,31 @@ def _source(spec) -> str:
     for position, name in enumerate(("OUT", "A", "B", "SCRATCH", "SLICE")):
         text = text.replace(f"@{name}@", f"({{{position}}})")
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+
+
+def _declare_written_buffers() -> None:
+    """Tell tinygrad (once per process) that a gemm kernel writes its output and scratch buffers.
+
+    tinygrad learns what a kernel writes from its STORE ops, and a gemm writes from C code (an Ops.CUSTOM
+    statement), so it would report nothing. TinyJit copies a jitted function's input before a replay writes it, as
+    when the function's last output is fed back in: without this the gemm would read the very buffer it writes.
+    """
+    from tinygrad.engine import jit, realize
+    from tinygrad.uop.ops import Ops
+    original = realize.get_call_outs_ins
+    if getattr(original, "declares_gemm_writes", False):
+        return
+
+    def get_call_outs_ins(call):
+        outs, ins = original(call)
+        program = call.src[0]
+        if not outs and program.op is Ops.PROGRAM and program.arg.name.startswith(KERNEL_PREFIX):
+            return (0, 3), (1, 2)  # the call's buffers: out, a, b, scratch
+        return outs, ins
+    get_call_outs_ins.declares_gemm_writes = True
+    for module in (realize, jit, sys.modules.get("tinygrad.runtime.support.hcq2")):  # each imported it by name
+        if module is not None and getattr(module, "get_call_outs_ins", None) is original:
+            module.get_call_outs_ins = get_call_outs_ins
 
 
 def _backward(trans_a: bool, trans_b: bool):
