@@ -13,6 +13,7 @@ Only for float32 tensors on tinygrad's CPU device with the clang renderer and th
 (custom kernels are an alpha API there); `use_for` says when. `TINYGPT_CPU_GEMM=0` turns it off.
 """
 import functools
+import math
 import os
 import sys
 from pathlib import Path
@@ -50,9 +51,7 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False):
     K2, N = (b.shape[-1], b.shape[-2]) if trans_b else (b.shape[-2], b.shape[-1])
     if K != K2:
         raise ValueError(f"matmul: inner sizes differ ({K} and {K2}) for {a.shape} and {b.shape}")
-    batch = 1
-    for size in a.shape[:-2]:
-        batch *= size
+    batch = math.prod(a.shape[:-2])
     slices, vector_width = _slices(batch, M, N, K), _vector_width()
     spec = (batch, M, N, K, trans_a, trans_b, slices, vector_width)
     out = Tensor.empty(*a.shape[:-2], M, N, device=a.device)

@@ -31,6 +31,7 @@ def enabled() -> bool:
     return os.environ.get("TINYGPT_CPU_KERNELS", "1") != "0" and pinned_tinygrad()
 
 
+@functools.cache  # a package-metadata lookup (~0.6 ms of file reads), asked at every matmul a graph builds
 def pinned_tinygrad() -> bool:
     """Whether the installed tinygrad is the version these patches (and tinygpt.cpu_graph's) were written for."""
     from importlib.metadata import PackageNotFoundError, version

@@ -77,7 +77,7 @@ def linear_matmul(x: Tensor, weight: Tensor) -> Tensor:
     """
     *lead, K = x.shape
     n, M = math.prod(lead), weight.shape[0]
-    if isinstance(n, int) and n >= GEMM_MIN_ROWS and cpu_gemm.use_for(x, weight):
+    if _use_gemm(x, weight, rows=n):
         return cpu_gemm.matmul(x.reshape(n, K), weight, trans_b=True).reshape(*lead, M)
     return chunked_matmul(x, weight.T)
 
@@ -85,10 +85,16 @@ def linear_matmul(x: Tensor, weight: Tensor) -> Tensor:
 def batched_matmul(a: Tensor, b: Tensor, transpose_b: bool = False) -> Tensor:
     """a @ b (or a @ b^T) for stacks of matrices with the same leading shape, such as attention's (B, H, T, D);
     through tinygpt.cpu_gemm where it applies, like `linear_matmul`."""
-    if all(isinstance(size, int) for size in a.shape + b.shape) and a.shape[-2] >= GEMM_MIN_ROWS \
-            and cpu_gemm.use_for(a, b):
+    if _use_gemm(a, b, rows=a.shape[-2]):
         return cpu_gemm.matmul(a, b, trans_b=transpose_b)
     return a @ (b.transpose(-2, -1) if transpose_b else b)
+
+
+def _use_gemm(a: Tensor, b: Tensor, rows) -> bool:
+    """Whether a product of a and b with `rows` output rows per matrix goes through tinygpt.cpu_gemm: every size
+    known (not a symbolic position), enough rows, and tensors cpu_gemm takes."""
+    return all(isinstance(size, int) for size in a.shape + b.shape) and rows >= GEMM_MIN_ROWS \
+        and cpu_gemm.use_for(a, b)
 
 
 class Linear(nn.Linear):
